@@ -1,0 +1,1 @@
+"""minitl: transfer learning built from scratch (skeleton; the engine lands next)."""

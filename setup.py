@@ -1,0 +1,32 @@
+"""minitl: transfer learning built from scratch in NumPy (CuPy on a GPU)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="minitl",
+    version="0.1.0",
+    description="Transfer learning from scratch: autograd, layers, word vectors, BERT/GPT, PEFT, ViT, CLIP in NumPy",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minitl", "minitl.*", "kernels", "kernels.*", "lessons"]),
+    package_data={"kernels": ["*.cu"], "lessons": ["*.py"]},
+    install_requires=[
+        "numpy>=1.24",
+        "matplotlib>=3.6",
+        "tqdm>=4.60",
+        "jupytext>=1.14",
+    ],
+    extras_require={
+        # what the test suite needs; PyTorch is the differential-test oracle (tests skip without it)
+        "dev": ["pytest>=7", "hypothesis>=6", "threadpoolctl>=3"],
+        # PyTorch CPU as a test oracle and benchmark peer; this version is a CPU build
+        "oracle": ["torch==2.13.0"],
+        "gpu": ["cupy-cuda12x"],
+        "gensim": ["gensim>=4.3"],
+    },
+    entry_points={"console_scripts": ["minitl = minitl.cli:main"]},
+)
