@@ -1,1 +1,27 @@
-"""minitl: transfer learning built from scratch (skeleton; the engine lands next)."""
+"""minitl: transfer learning built from scratch in NumPy (CuPy on a GPU).
+
+    import minitl as tl
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # array([2., 4.], dtype=float32)
+"""
+from . import backend, nn, ops, optim, random  # noqa: F401
+from .backend import device, is_cuda_available  # noqa: F401
+from .gradcheck import GradcheckError, gradcheck  # noqa: F401
+from .ops import (abs, cat, concatenate, exp, log, logsumexp, matmul, max, mean, min, pad,  # noqa: F401
+                  relu, sigmoid, softmax, sqrt, stack, sum, tanh, where)
+from .random import get_rng, manual_seed  # noqa: F401
+from .serialization import CheckpointError, load, save  # noqa: F401
+from .tensor import (Function, Tensor, arange, bool_, enable_grad, float32, float64, full,  # noqa: F401
+                     int32, int64, is_grad_enabled, no_grad, ones, ones_like, rand, randint, randn,
+                     tensor, unbroadcast, zeros, zeros_like)
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # heavier subpackages load on first use, so `import minitl` stays quick
+    import importlib
+    if name in ("data", "training"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'minitl' has no attribute {name!r}")

@@ -1,0 +1,6 @@
+"""`minitl.nn`: modules, parameters, layers and losses, with PyTorch's names."""
+from . import functional, init, utils  # noqa: F401
+from .containers import ModuleDict, ModuleList, Sequential  # noqa: F401
+from .layers import (GELU, CrossEntropyLoss, Dropout, Embedding, Flatten, Identity, LayerNorm,  # noqa: F401
+                     Linear, LogSoftmax, MSELoss, ReLU, Sigmoid, Softmax, Tanh)
+from .module import IncompatibleKeys, Module, Parameter, StateDictError  # noqa: F401

@@ -1,0 +1,4 @@
+"""`minitl.nn.functional` (import as F): the functional forms of the layers and losses."""
+from ..ops import (binary_cross_entropy_with_logits, cross_entropy, dropout, embedding, gelu,  # noqa: F401
+                   layer_norm, linear, log_softmax, logsumexp, mse_loss, nll_loss, pad, relu,
+                   sigmoid, softmax, tanh)

@@ -1,0 +1,190 @@
+"""The ops networks are made of: softmax and log-softmax (numerically stable), cross-entropy
+(integer targets, ignore_index, label smoothing), embedding lookup, dropout and layer norm.
+
+Each has a hand-derived backward instead of being composed from smaller ops: fewer graph
+nodes, fewer temporaries, and the stable forms' gradients are simple closed expressions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import xp_of
+from ..random import get_rng
+from ..tensor import Function
+
+
+def stable_log_softmax(a, axis):
+    """log softmax(a) = a - max - log(sum(exp(a - max))): exp never sees a large argument."""
+    shifted = a - a.max(axis=axis, keepdims=True)
+    return shifted - xp_of(a).log(xp_of(a).exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, a, axis=-1):
+        xp = xp_of(a)
+        e = xp.exp(a - a.max(axis=axis, keepdims=True))
+        out = e / e.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        # BEGIN EXERCISE autograd.softmax_backward
+        # hint: the Jacobian of softmax is diag(y) - y y^T, so dx = y * (dy - sum(dy * y)) with the sum over the softmax axis (keepdims)
+        (out,) = ctx.saved_tensors
+        return out * (grad - (grad * out).sum(axis=ctx.axis, keepdims=True))
+        # END EXERCISE
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, a, axis=-1):
+        out = stable_log_softmax(a, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad - xp_of(out).exp(out) * grad.sum(axis=ctx.axis, keepdims=True)
+
+
+class CrossEntropy(Function):
+    """Mean (or sum, or per-row) negative log-likelihood of integer targets under softmax(logits).
+
+    logits: (N, C); target: (N,) integers in [0, C) or `ignore_index`.
+    With label smoothing eps, the target distribution is (1 - eps) one_hot + eps / C.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+        xp = xp_of(logits)
+        n, num_classes = logits.shape
+        valid = target != ignore_index
+        safe_target = xp.where(valid, target, 0)
+        if bool(((safe_target < 0) | (safe_target >= num_classes)).any()):
+            bad = target[valid & ((target < 0) | (target >= num_classes))][:5]
+            raise IndexError(f"cross_entropy: targets must lie in [0, {num_classes}) or equal "
+                             f"ignore_index={ignore_index}; found {bad.tolist()}")
+        # BEGIN EXERCISE autograd.cross_entropy_forward
+        # hint: per row, loss = -(1 - eps) * logp[target] - eps * mean(logp) with logp = stable_log_softmax(logits, axis=1); zero the ignored rows; 'mean' divides by the number of rows not ignored
+        logp = stable_log_softmax(logits, axis=1)
+        rows = xp.arange(n)
+        losses = -logp[rows, safe_target]
+        if label_smoothing:
+            losses = (1 - label_smoothing) * losses - label_smoothing * logp.mean(axis=1)
+        losses = losses * valid
+        count = int(valid.sum())  # a Python int keeps float32 arithmetic in float32
+        if reduction == "mean":
+            out = losses.sum() / count
+        elif reduction == "sum":
+            out = losses.sum()
+        elif reduction == "none":
+            out = losses
+        else:
+            raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        # END EXERCISE
+        ctx.save_for_backward(logp, safe_target, valid)
+        ctx.label_smoothing, ctx.reduction, ctx.count = label_smoothing, reduction, count
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        # BEGIN EXERCISE autograd.cross_entropy_backward
+        # hint: d loss_row / d logits = softmax(logits) - target_distribution, where the target distribution is (1 - eps) * one_hot + eps / C; scale rows by the incoming gradient (divided by the count for 'mean') and zero the ignored rows
+        logp, target, valid = ctx.saved_tensors
+        xp = xp_of(logp)
+        n, num_classes = logp.shape
+        eps = ctx.label_smoothing
+        dlogits = xp.exp(logp)
+        dlogits[xp.arange(n), target] -= 1 - eps
+        if eps:
+            dlogits -= eps / num_classes
+        if ctx.reduction == "none":
+            scale = grad * valid
+        elif ctx.reduction == "mean":
+            scale = valid * (grad / ctx.count)
+        else:
+            scale = valid * grad
+        return dlogits * scale.astype(dlogits.dtype)[:, None]
+        # END EXERCISE
+
+
+class Embedding(Function):
+    """Row lookup weight[indices]; the gradient is scattered back into the rows used."""
+
+    @staticmethod
+    def forward(ctx, weight, indices, padding_idx=None):
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"embedding: indices must be integers, got {indices.dtype}")
+        num = weight.shape[0]
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= num):
+            raise IndexError(f"embedding: indices must lie in [0, {num}); found values from "
+                             f"{int(indices.min())} to {int(indices.max())}")
+        ctx.save_for_backward(indices)
+        ctx.weight_shape, ctx.padding_idx = weight.shape, padding_idx
+        return weight[indices]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (indices,) = ctx.saved_tensors
+        xp = xp_of(grad)
+        out = xp.zeros(ctx.weight_shape, dtype=grad.dtype)
+        xp.add.at(out, indices.reshape(-1), grad.reshape(-1, ctx.weight_shape[1]))
+        if ctx.padding_idx is not None:
+            out[ctx.padding_idx] = 0
+        return out
+
+
+class Dropout(Function):
+    """Inverted dropout: zero each element with probability p and scale the survivors by
+    1/(1-p), so nothing needs rescaling at evaluation time."""
+
+    @staticmethod
+    def forward(ctx, a, p):
+        keep = 1.0 - p
+        mask = get_rng().random(a.shape, dtype=np.float32) < keep
+        if xp_of(a) is not np:
+            mask = xp_of(a).asarray(mask)
+        scaled_mask = mask * a.dtype.type(1.0 / keep)
+        ctx.save_for_backward(scaled_mask)
+        return a * scaled_mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (scaled_mask,) = ctx.saved_tensors
+        return grad * scaled_mask
+
+
+class LayerNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last `ndim` axes."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, ndim=1, eps=1e-5):
+        axes = tuple(range(x.ndim - ndim, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        rstd = 1.0 / xp_of(x).sqrt(var + eps)
+        xhat = centered * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.axes = axes
+        return xhat * weight + bias
+
+    @staticmethod
+    def backward(ctx, grad):
+        # BEGIN EXERCISE nn.layer_norm_backward
+        # hint: with g = grad * weight: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the normalized axes; dweight = sum of grad * xhat and dbias = sum of grad over the other (batch) axes
+        xhat, rstd, weight = ctx.saved_tensors
+        axes = ctx.axes
+        batch_axes = tuple(range(xhat.ndim - len(axes)))
+        g = grad * weight
+        grad_x = rstd * (g - g.mean(axis=axes, keepdims=True)
+                         - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+        grad_w = (grad * xhat).sum(axis=batch_axes)
+        grad_b = grad.sum(axis=batch_axes)
+        return grad_x, grad_w, grad_b
+        # END EXERCISE

@@ -1,0 +1,6 @@
+"""`minitl.optim`: SGD, Adam, AdamW with parameter groups, and learning-rate schedules."""
+from . import lr_scheduler  # noqa: F401
+from .adam import Adam, AdamW  # noqa: F401
+from .lr_scheduler import LambdaLR, slanted_triangular, warmup_cosine  # noqa: F401
+from .optimizer import Optimizer  # noqa: F401
+from .sgd import SGD  # noqa: F401
