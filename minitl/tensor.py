@@ -580,14 +580,14 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     if isinstance(data, Tensor):
         data = data.data
     xp = backend.xp_of(data)
-    arr = _as_array(xp.array(data, copy=True), dtype)
-    t = Tensor(arr, requires_grad=requires_grad)
+    t = Tensor._wrap(_as_array(xp.array(data, copy=True), dtype))
+    t.requires_grad_(requires_grad)
     return t if device is None else t.to(device)
 
 
 def _filled(fill, shape, dtype, requires_grad, device):
-    arr = fill(_shape_args(shape), dtype=np.dtype(dtype or float32))
-    t = Tensor(arr, requires_grad=requires_grad)
+    t = Tensor._wrap(fill(_shape_args(shape), dtype=np.dtype(dtype or float32)))
+    t.requires_grad_(requires_grad)
     return t if device is None else t.to(device)
 
 
@@ -614,29 +614,28 @@ def ones_like(t, dtype=None, requires_grad=False):
 def randn(*shape, dtype=None, requires_grad=False, device=None):
     """Standard normal samples drawn from minitl's seeded generator."""
     from .random import get_rng
-    arr = get_rng().standard_normal(_shape_args(shape), dtype=np.float64).astype(dtype or float32)
-    t = Tensor(arr, requires_grad=requires_grad)
+    t = Tensor._wrap(get_rng().standard_normal(_shape_args(shape)).astype(dtype or float32))
+    t.requires_grad_(requires_grad)
     return t if device is None else t.to(device)
 
 
 def rand(*shape, dtype=None, requires_grad=False, device=None):
     from .random import get_rng
-    arr = get_rng().random(_shape_args(shape)).astype(dtype or float32)
-    t = Tensor(arr, requires_grad=requires_grad)
+    t = Tensor._wrap(get_rng().random(_shape_args(shape)).astype(dtype or float32))
+    t.requires_grad_(requires_grad)
     return t if device is None else t.to(device)
 
 
 def randint(low, high, shape, device=None):
     from .random import get_rng
-    t = Tensor(get_rng().integers(low, high, size=_shape_args((shape,)), dtype=np.int64))
+    t = Tensor._wrap(get_rng().integers(low, high, size=_shape_args((shape,)), dtype=np.int64))
     return t if device is None else t.to(device)
 
 
 def arange(start, stop=None, step=1, dtype=None, device=None):
     if stop is None:
         start, stop = 0, start
-    arr = np.arange(start, stop, step)
-    t = Tensor(arr, dtype=dtype)
+    t = Tensor._wrap(_as_array(np.arange(start, stop, step), dtype))
     return t if device is None else t.to(device)
 
 

@@ -1,0 +1,197 @@
+"""Every differentiable op against float64 central differences (minitl.gradcheck, bound 1e-6).
+
+Inputs avoid the kinks of relu/abs/max/clamp (no element within 0.1 of a kink), where the
+numerical derivative is not defined.
+"""
+import numpy as np
+import pytest
+
+import minitl as tl
+import minitl.nn.functional as F
+
+rng = np.random.default_rng(1234)
+
+
+def away_from_zero(*shape):
+    x = rng.uniform(0.2, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return x
+
+
+def positive(*shape):
+    return rng.uniform(0.5, 2.0, size=shape)
+
+
+def normal(*shape):
+    return rng.standard_normal(shape)
+
+
+def check(fn, *inputs):
+    assert tl.gradcheck(fn, *inputs)
+
+
+ex = pytest.mark.exercise
+
+# (name, fn, inputs, exercise ids)
+CASES = [
+    ("add broadcast", lambda a, b: a + b, [normal(3, 4), normal(4)], ["autograd.add_backward", "autograd.unbroadcast"]),
+    ("add broadcast both", lambda a, b: a + b, [normal(2, 1, 4), normal(3, 1)], ["autograd.add_backward", "autograd.unbroadcast"]),
+    ("add scalar", lambda a: a + 2.5, [normal(3)], ["autograd.add_backward"]),
+    ("sub broadcast", lambda a, b: a - b, [normal(2, 3), normal(2, 1)], ["autograd.unbroadcast"]),
+    ("rsub", lambda a: 1.0 - a, [normal(3)], []),
+    ("mul broadcast", lambda a, b: a * b, [normal(2, 3, 4), normal(3, 1)], ["autograd.mul_backward", "autograd.unbroadcast"]),
+    ("mul same", lambda a: a * a, [normal(5)], ["autograd.mul_backward"]),
+    ("div", lambda a, b: a / b, [normal(3, 4), positive(4)], []),
+    ("rdiv", lambda a: 2.0 / a, [positive(3)], []),
+    ("neg", lambda a: -a, [normal(3)], []),
+    ("pow const", lambda a: a ** 3, [normal(3, 2)], []),
+    ("pow fractional", lambda a: a ** 0.5, [positive(4)], []),
+    ("pow tensor exponent", lambda a, b: a ** b, [positive(3), normal(3)], []),
+    ("exp", lambda a: a.exp(), [normal(3, 3)], ["autograd.exp_backward"]),
+    ("log", lambda a: a.log(), [positive(3, 3)], ["autograd.log_backward"]),
+    ("sqrt", lambda a: a.sqrt(), [positive(4)], []),
+    ("abs", lambda a: a.abs(), [away_from_zero(5)], []),
+    ("tanh", lambda a: a.tanh(), [normal(4, 2)], []),
+    ("sigmoid", lambda a: a.sigmoid(), [normal(4, 2) * 4], []),
+    ("relu", lambda a: a.relu(), [away_from_zero(4, 3)], []),
+    ("gelu exact", lambda a: F.gelu(a), [normal(6)], []),
+    ("gelu tanh", lambda a: F.gelu(a, approximate="tanh"), [normal(6)], []),
+    ("clamp", lambda a: a.clamp(-0.5, 0.5), [np.array([-1.0, -0.3, 0.1, 0.4, 0.9])], []),
+    ("matmul 2d", lambda a, b: a @ b, [normal(3, 4), normal(4, 5)], ["autograd.matmul_backward"]),
+    ("matmul batched", lambda a, b: a @ b, [normal(2, 3, 4), normal(2, 4, 5)], ["autograd.matmul_backward"]),
+    ("matmul broadcast batch", lambda a, b: a @ b, [normal(2, 1, 3, 4), normal(3, 4, 2)], ["autograd.matmul_backward"]),
+    ("matmul shared weight", lambda a, b: a @ b, [normal(2, 3, 4), normal(4, 5)], ["autograd.matmul_backward"]),
+    ("matmul vec-mat", lambda a, b: a @ b, [normal(4), normal(4, 3)], ["autograd.matmul_backward"]),
+    ("matmul mat-vec", lambda a, b: a @ b, [normal(3, 4), normal(4)], ["autograd.matmul_backward"]),
+    ("matmul vec-vec", lambda a, b: a @ b, [normal(4), normal(4)], ["autograd.matmul_backward"]),
+    ("sum all", lambda a: a.sum(), [normal(3, 4)], ["autograd.sum_backward"]),
+    ("sum axis", lambda a: a.sum(1), [normal(3, 4, 2)], ["autograd.sum_backward"]),
+    ("sum axes keepdim", lambda a: a.sum((0, 2), keepdim=True), [normal(3, 4, 2)], ["autograd.sum_backward"]),
+    ("sum negative axis", lambda a: a.sum(-1), [normal(3, 4)], ["autograd.sum_backward"]),
+    ("mean", lambda a: a.mean(0), [normal(3, 4)], []),
+    ("mean all", lambda a: a.mean(), [normal(3, 4)], []),
+    ("max axis", lambda a: a.max(1), [np.arange(12.0).reshape(3, 4) * rng.permutation(12).reshape(3, 4)], []),
+    ("max all", lambda a: a.max(), [rng.permutation(10).astype(float)], []),
+    ("min axis keepdim", lambda a: a.min(0, keepdim=True), [rng.permutation(12).reshape(3, 4).astype(float)], []),
+    ("var", lambda a: a.var(1), [normal(3, 5)], []),
+    ("var biased", lambda a: a.var(unbiased=False), [normal(3, 5)], []),
+    ("std", lambda a: a.std(0), [normal(4, 3)], []),
+    ("logsumexp", lambda a: tl.logsumexp(a, 1), [normal(3, 5)], []),
+    ("reshape", lambda a: a.reshape(6, 2) * tl.arange(12, dtype="float64").reshape(6, 2), [normal(3, 4)], []),
+    ("permute", lambda a: a.permute(2, 0, 1), [normal(2, 3, 4)], []),
+    ("transpose", lambda a: a.transpose(0, 1), [normal(2, 3)], []),
+    ("T", lambda a: a.T, [normal(2, 3)], []),
+    ("expand", lambda a: a.expand(3, 4), [normal(1, 4)], []),
+    ("expand new axis", lambda a: a.expand(2, 3, 4), [normal(3, 1)], []),
+    ("squeeze unsqueeze", lambda a: a.squeeze(1).unsqueeze(0), [normal(3, 1, 2)], []),
+    ("flatten", lambda a: a.flatten(1), [normal(2, 3, 4)], []),
+    ("index slice", lambda a: a[1:, ::2], [normal(3, 4)], ["autograd.getitem_backward"]),
+    ("index int", lambda a: a[1], [normal(3, 4)], ["autograd.getitem_backward"]),
+    ("index repeated ints", lambda a: a[np.array([0, 2, 0, 0])], [normal(3, 2)], ["autograd.getitem_backward"]),
+    ("index pairs", lambda a: a[np.array([0, 1, 1]), np.array([2, 0, 2])], [normal(2, 3)], ["autograd.getitem_backward"]),
+    ("index bool mask", lambda a: a[np.array([True, False, True])], [normal(3, 2)], ["autograd.getitem_backward"]),
+    ("index mixed", lambda a: a[:, np.array([1, 1, 0])], [normal(2, 3)], ["autograd.getitem_backward"]),
+    ("cat", lambda a, b: tl.cat([a, b], dim=1), [normal(2, 3), normal(2, 2)], []),
+    ("stack", lambda a, b: tl.stack([a, b], dim=1), [normal(2, 3), normal(2, 3)], []),
+    ("pad numpy style", lambda a: tl.pad(a, ((1, 0), (2, 1))), [normal(2, 3)], []),
+    ("pad torch style", lambda a: F.pad(a, (1, 2)), [normal(2, 3)], []),
+    ("where", lambda a, b: tl.where(np.array([True, False, True]), a, b), [normal(2, 3), normal(3)], []),
+    ("masked_fill", lambda a: a.masked_fill(np.array([[True, False], [False, False]]), -1.0), [normal(2, 2)], []),
+    ("softmax", lambda a: a.softmax(-1), [normal(3, 5)], ["autograd.softmax_backward"]),
+    ("softmax axis 0", lambda a: F.softmax(a, dim=0), [normal(3, 5)], ["autograd.softmax_backward"]),
+    ("log_softmax", lambda a: a.log_softmax(1), [normal(3, 5)], []),
+    ("linear", lambda x, w, b: F.linear(x, w, b), [normal(4, 3), normal(5, 3), normal(5)], ["nn.linear_forward", "nn.linear_backward"]),
+    ("linear batched no bias", lambda x, w: F.linear(x, w), [normal(2, 4, 3), normal(5, 3)], ["nn.linear_backward"]),
+    ("embedding repeated ids", lambda w: F.embedding(np.array([[0, 2], [2, 2]]), w), [normal(4, 3)], []),
+    ("layer_norm", lambda x, w, b: F.layer_norm(x, 4, w, b), [normal(3, 4), normal(4), normal(4)], ["nn.layer_norm_backward"]),
+    ("layer_norm 2 axes", lambda x, w, b: F.layer_norm(x, (2, 3), w, b), [normal(2, 2, 3), normal(2, 3), normal(2, 3)], ["nn.layer_norm_backward"]),
+    ("mse", lambda a, b: F.mse_loss(a, b), [normal(3, 2), normal(3, 2)], []),
+    ("bce with logits", lambda a: F.binary_cross_entropy_with_logits(a, np.array([0.0, 1.0, 1.0])), [normal(3)], []),
+    ("nll", lambda a: F.nll_loss(a.log_softmax(-1), np.array([1, 0, 2])), [normal(3, 4)], []),
+]
+
+
+def _params():
+    for name, fn, inputs, exercises in CASES:
+        marks = [ex(e) for e in exercises]
+        yield pytest.param(fn, inputs, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("fn,inputs", _params())
+def test_gradcheck(fn, inputs):
+    check(fn, *[tl.tensor(x, dtype="float64") for x in inputs])
+
+
+CE_CASES = [
+    ("plain", dict()),
+    ("sum", dict(reduction="sum")),
+    ("none", dict(reduction="none")),
+    ("ignore_index", dict(ignore_index=1)),
+    ("label smoothing", dict(label_smoothing=0.1)),
+    ("smoothing + ignore", dict(label_smoothing=0.2, ignore_index=0)),
+]
+
+
+@pytest.mark.exercise("autograd.cross_entropy_forward")
+@pytest.mark.exercise("autograd.cross_entropy_backward")
+@pytest.mark.parametrize("kwargs", [c[1] for c in CE_CASES], ids=[c[0] for c in CE_CASES])
+def test_gradcheck_cross_entropy(kwargs):
+    logits = tl.tensor(normal(6, 4), dtype="float64")
+    target = np.array([0, 1, 3, 1, 2, 0])
+    check(lambda z: F.cross_entropy(z, target, **kwargs), logits)
+
+
+@pytest.mark.exercise("autograd.cross_entropy_backward")
+def test_gradcheck_cross_entropy_sequence_layout():
+    """(N, C, T) logits with (N, T) targets, PyTorch's layout for sequences."""
+    logits = tl.tensor(normal(2, 4, 3), dtype="float64")
+    target = np.array([[0, 3, 1], [2, 2, 0]])
+    check(lambda z: F.cross_entropy(z, target), logits)
+
+
+def test_gradcheck_dropout_with_fixed_mask():
+    # the mask is random: re-seed before every evaluation so each sees the same mask
+    x = tl.tensor(normal(4, 5), dtype="float64")
+
+    def fn(a):
+        tl.manual_seed(7)
+        return F.dropout(a, 0.3, training=True)
+
+    check(fn, x)
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """The checker itself must fail on a wrong gradient."""
+    class BadSquare(tl.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a * a
+
+        @staticmethod
+        def backward(ctx, grad):
+            (a,) = ctx.saved_tensors
+            return grad * a  # should be 2a
+
+    x = tl.tensor(normal(3), dtype="float64")
+    with pytest.raises(tl.GradcheckError, match="relative error"):
+        tl.gradcheck(lambda a: BadSquare.apply(a), x)
+    assert tl.gradcheck(lambda a: BadSquare.apply(a), x, raise_exception=False) is False
+
+
+def test_gradcheck_of_softmax_sum_is_not_vacuous():
+    """sum(softmax(x)) is constant; the random projection still exposes a wrong backward."""
+    class WrongSoftmax(tl.Function):
+        @staticmethod
+        def forward(ctx, a):
+            e = np.exp(a - a.max(-1, keepdims=True))
+            out = e / e.sum(-1, keepdims=True)
+            ctx.save_for_backward(out)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            (out,) = ctx.saved_tensors
+            return grad * out  # misses the -y y^T term
+
+    x = tl.tensor(normal(2, 4), dtype="float64")
+    assert not tl.gradcheck(lambda a: WrongSoftmax.apply(a), x, raise_exception=False)

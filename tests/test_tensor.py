@@ -1,0 +1,213 @@
+"""The engine's behaviour: construction, dtypes, backward semantics, no_grad, errors."""
+import numpy as np
+import pytest
+
+import minitl as tl
+
+topo = pytest.mark.exercise("autograd.topological_sort")
+
+
+def test_tensor_dtypes_default_like_pytorch():
+    assert tl.tensor([1.0, 2.0]).dtype == np.float32
+    assert tl.tensor(np.zeros(3)).dtype == np.float32  # float64 arrays become float32 by default
+    assert tl.tensor(np.zeros(3), dtype="float64").dtype == np.float64
+    assert tl.tensor([1, 2]).dtype == np.int64
+    assert tl.tensor([True, False]).dtype == np.bool_
+    assert tl.zeros(2, 3).shape == (2, 3) and tl.ones((2,)).dtype == np.float32
+    assert tl.arange(5).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_tensor_copies_its_input():
+    data = np.ones(3, dtype=np.float32)
+    t = tl.tensor(data)
+    data[0] = 5
+    assert t.data[0] == 1
+
+
+def test_only_float_tensors_require_grad():
+    with pytest.raises(TypeError, match="floating-point"):
+        tl.tensor([1, 2], requires_grad=True)
+
+
+@topo
+def test_simple_backward_and_leaf_grad():
+    x = tl.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (x * x + 3 * x).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 3)
+    assert isinstance(x.grad, np.ndarray)
+
+
+@topo
+def test_reused_node_trap():
+    """b = a + a; c = b + b: dc/da = 4. A recursive backward that propagates each path as it
+    meets it, without summing b's two contributions first, gets this wrong."""
+    a = tl.tensor(3.0, requires_grad=True)
+    b = a + a
+    c = b + b
+    c.backward()
+    assert a.grad == 4.0
+
+
+@topo
+def test_diamond_graph():
+    x = tl.tensor(2.0, requires_grad=True)
+    y = x * 3
+    z = x * x
+    out = y * z + z  # d/dx (3x^3 + x^2) = 9x^2 + 2x
+    out.backward()
+    assert out.item() == 28.0
+    assert x.grad == pytest.approx(9 * 4 + 4)
+
+
+@topo
+def test_deep_graph_does_not_hit_recursion_limit():
+    x = tl.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad == pytest.approx(1.0001 ** 20000, rel=1e-3)
+
+
+def test_leaf_gradients_accumulate_like_pytorch():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    (x * 2).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [5.0, 5.0])
+    x.grad = None
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [3.0, 3.0])
+
+
+def test_grads_of_two_leaves_are_independent_arrays():
+    a = tl.tensor([1.0, 2.0], requires_grad=True)
+    b = tl.tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward()
+    a.grad += 10  # an optimizer updating one grad in place must not touch the other
+    np.testing.assert_allclose(b.grad, [1.0, 1.0])
+
+
+def test_non_scalar_backward_needs_gradient():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"non-scalar tensor \(shape \(2,\)\) needs an explicit gradient"):
+        y.backward()
+    y.backward(tl.tensor([1.0, 10.0]))
+    np.testing.assert_allclose(x.grad, [2.0, 20.0])
+    with pytest.raises(ValueError, match="gradient shape"):
+        y.backward(np.ones(3))
+
+
+def test_backward_without_any_grad_is_an_error():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (tl.tensor([1.0]) * 2).sum().backward()
+
+
+def test_intermediate_grads_not_kept_unless_retained():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    k = (x * 3).retain_grad()
+    (h * k).sum().backward()
+    assert h.grad is None
+    np.testing.assert_allclose(k.grad, h.data)
+
+
+def test_no_grad_builds_no_graph_and_works_as_decorator():
+    x = tl.tensor([1.0], requires_grad=True)
+    with tl.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    assert tl.is_grad_enabled()
+
+    @tl.no_grad()
+    def double(t):
+        return t * 2
+
+    assert not double(x).requires_grad
+    assert (x * 2).requires_grad
+
+
+def test_detach_cuts_the_graph():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2).detach() * x
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [2.0, 4.0])
+
+
+def test_constants_do_not_get_grads():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    c = tl.tensor([5.0, 5.0])
+    (x * c).sum().backward()
+    assert c.grad is None
+
+
+def test_float32_stays_float32_through_ops_and_grads():
+    x = tl.randn(4, 3, requires_grad=True)
+    w = tl.randn(3, 2, requires_grad=True)
+    out = ((x @ w).relu() * 0.5 + 1).exp().log().softmax(-1).sum()
+    assert out.dtype == np.float32
+    out.backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+
+
+def test_mismatched_shapes_name_both_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4,\)"):
+        tl.ones(2, 3) + tl.ones(4)
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\).*3 != 4"):
+        tl.ones(2, 3) @ tl.ones(4, 5)
+    with pytest.raises(ValueError, match=r"cannot reshape a tensor of shape \(2, 3\)"):
+        tl.ones(2, 3).reshape(4, 2)
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\)"):
+        tl.nn.functional.linear(tl.ones(2, 3), tl.ones(4, 5))
+    with pytest.raises(ValueError, match=r"cat: shapes \(2, 3\), \(3, 3\)"):
+        tl.cat([tl.ones(2, 3), tl.ones(3, 3)], dim=1)
+
+
+def test_cross_entropy_bad_targets():
+    logits = tl.zeros(3, 4)
+    with pytest.raises(IndexError, match=r"targets must lie in \[0, 4\).*\[7\]"):
+        tl.nn.functional.cross_entropy(logits, np.array([0, 7, 1]))
+    with pytest.raises(TypeError, match="integer class indices"):
+        tl.nn.functional.cross_entropy(logits, np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"targets of shape \(3,\)"):
+        tl.nn.functional.cross_entropy(logits, np.array([0, 1]))
+
+
+def test_item_and_repr():
+    assert tl.tensor([2.5]).item() == 2.5
+    with pytest.raises(ValueError, match="one element"):
+        tl.ones(2).item()
+    assert "requires_grad=True" in repr(tl.ones(2, requires_grad=True))
+    assert "grad_fn" in repr(tl.ones(2, requires_grad=True) * 2)
+
+
+def test_comparisons_and_argmax_are_outside_the_graph():
+    x = tl.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 1.0]], requires_grad=True)
+    assert x.argmax(1).tolist() == [1, 0]
+    assert (x > 1.5).tolist() == [[False, True, True], [True, False, False]]
+    assert not (x > 1).requires_grad
+
+
+def test_stable_softmax_and_log_softmax_on_huge_logits():
+    x = tl.tensor([[1000.0, 0.0, -1000.0]])
+    p = x.softmax(-1)
+    assert np.all(np.isfinite(p.data)) and p.data[0, 0] == pytest.approx(1.0)
+    lp = x.log_softmax(-1)
+    np.testing.assert_allclose(lp.data, [[0.0, -1000.0, -2000.0]])
+
+
+def test_sigmoid_no_overflow():
+    with np.errstate(over="raise"):
+        s = tl.tensor([-1000.0, 0.0, 1000.0]).sigmoid()
+    np.testing.assert_allclose(s.data, [0.0, 0.5, 1.0])
+
+
+def test_cuda_request_without_cupy_is_a_clear_error():
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(tl.backend.DeviceError, match="CuPy"):
+        tl.ones(2).to("cuda")
