@@ -3,6 +3,8 @@
 The real-data tests need the Debian package dataset-fashion-mnist (CI installs it); every
 test points the cache at a temporary folder so it neither reads nor fills the user's cache.
 """
+import sys
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,8 @@ def test_missing_data_error_lists_every_place_and_the_fix(nowhere):
 def test_failed_download_is_reported_fast(nowhere, monkeypatch):
     # A closed port on localhost refuses at once: the error must name the URL and why it failed.
     monkeypatch.delenv("MINITL_OFFLINE")
-    monkeypatch.setattr("minitl.data.fashion_mnist.FASHION_MNIST_URL", "http://127.0.0.1:9/")
+    # (the package's attribute fashion_mnist is the function; its module is found through it)
+    monkeypatch.setattr(sys.modules[fashion_mnist.__module__], "FASHION_MNIST_URL", "http://127.0.0.1:9/")
     with pytest.raises(DataNotFoundError, match=r"download of http://127.0.0.1:9/t10k-images-idx3-ubyte.gz failed"):
         fashion_mnist("test", cache=False)
     assert not list((nowhere / "home").rglob("*.part"))  # no half-written file left in the cache
