@@ -52,8 +52,8 @@ def test_missing_data_error_lists_every_place_and_the_fix(nowhere):
         fashion_mnist("test", cache=False)
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
-    for place in [nowhere / "data" / "fashion-mnist", nowhere / "home" / ".cache" / "minitl" / "fashion-mnist",
-                  nowhere / "system"]:
+    home_cache = nowhere / "home" / ".cache" / "minitl" / "fashion-mnist"
+    for place in [nowhere / "data" / "fashion-mnist", home_cache, nowhere / "system"]:
         assert str(place / "t10k-images-idx3-ubyte.gz") in message
     assert "$MINITL_OFFLINE is set" in message
     assert "sudo apt-get install dataset-fashion-mnist" in message
@@ -65,7 +65,8 @@ def test_failed_download_is_reported_fast(nowhere, monkeypatch):
     monkeypatch.delenv("MINITL_OFFLINE")
     # (the package's attribute fashion_mnist is the function; its module is found through it)
     monkeypatch.setattr(sys.modules[fashion_mnist.__module__], "FASHION_MNIST_URL", "http://127.0.0.1:9/")
-    with pytest.raises(DataNotFoundError, match=r"download of http://127.0.0.1:9/t10k-images-idx3-ubyte.gz failed"):
+    with pytest.raises(DataNotFoundError,
+                       match=r"download of http://127.0.0.1:9/t10k-images-idx3-ubyte.gz failed"):
         fashion_mnist("test", cache=False)
     assert not list((nowhere / "home").rglob("*.part"))  # no half-written file left in the cache
 
@@ -123,3 +124,46 @@ def test_train_split_shapes(fresh_cache):
     assert np.bincount(labels).tolist() == [6000] * 10
     assert len(FASHION_MNIST_CLASSES) == 10 and set(FASHION_MNIST_FILES) >= {
         "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A local HTTP server over a folder: the download path, tested without the internet."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_with_a_bad_checksum_is_not_kept(nowhere, monkeypatch, http_folder):
+    folder, url = http_folder
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((10000, 28, 28), np.uint8))
+    monkeypatch.delenv("MINITL_OFFLINE")
+    monkeypatch.setattr(sys.modules[fashion_mnist.__module__], "FASHION_MNIST_URL", url)
+    with pytest.raises(DataNotFoundError, match=r"t10k-images-idx3-ubyte.gz failed: download: SHA-256"):
+        fashion_mnist("test", cache=False)
+    assert not [p for p in (nowhere / "home").rglob("*") if p.is_file()]  # nothing half-trusted left
+
+
+@have_data
+def test_download_of_the_real_files(nowhere, monkeypatch, http_folder):
+    import shutil
+
+    folder, url = http_folder
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(SYSTEM / f"{stem}.gz", folder)
+    monkeypatch.delenv("MINITL_OFFLINE")
+    monkeypatch.setattr(sys.modules[fashion_mnist.__module__], "FASHION_MNIST_URL", url)
+    images, labels = fashion_mnist("test", cache=False)
+    assert images.shape == (10000, 28, 28) and labels[:5].tolist() == [9, 2, 1, 1, 6]
+    downloaded = nowhere / "home" / ".cache" / "minitl" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    assert downloaded.is_file()

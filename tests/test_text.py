@@ -216,7 +216,15 @@ def test_gcide_corpus_cache_on_a_small_file(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first.ids, second.ids)
     np.testing.assert_array_equal(first.offsets, second.offsets)
     assert second.vocab.id_to_word == first.vocab.id_to_word
-    assert first.n_tokens == 16 + 8 + 9 + 13 + 10 + 7 + 2 and len(first) == 7 and second.words(6) == ["clear", "unclouded"]
+    assert first.n_tokens == 16 + 8 + 9 + 13 + 10 + 7 + 2 and len(first) == 7
+    assert second.words(6) == ["clear", "unclouded"]
+    # a changed source gets a new cache, and the old one is removed
+    extra = b"\nAdded \\Added\\ n.\n   One more.\n"
+    source.write_bytes(gzip.compress(GCIDE_SNIPPET.encode("utf-8") + extra))
+    third = gcide_corpus(source)
+    assert third.words(len(third) - 1) == ["one", "more"]
+    remaining = list((tmp_path / "cache" / "minitl" / "gcide").glob("gcide-corpus-*.npz"))
+    assert len(remaining) == 1 and remaining != cached
 
 
 def test_missing_gcide_says_how_to_install(tmp_path, monkeypatch):
