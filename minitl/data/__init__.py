@@ -1,0 +1,23 @@
+"""minitl.data: the datasets of the chapter, offline first, in plain NumPy.
+
+- ``paths``          where data is looked for (``$MINITL_DATA``, the cache, Debian packages, download)
+- ``idx``            the IDX format of (Fashion-)MNIST
+- ``fashion_mnist``  the image dataset of the vision sections
+- ``text``           tokenizer, vocabulary and encoded corpora (GCIDE, plain text) for the
+                     word-vector sections
+
+Batching (``DataLoader``) lives in ``loader.py`` beside these.
+"""
+from .fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
+from .idx import CorruptDataError, read_idx, write_idx
+from .paths import DataNotFoundError, cache_dir
+from .text import (Corpus, Vocab, build_corpus, encode_corpus, gcide_corpus, gcide_sentences,
+                   text_sentences, tokenize)
+
+__all__ = [
+    "DataNotFoundError", "CorruptDataError", "cache_dir",
+    "read_idx", "write_idx",
+    "fashion_mnist", "FASHION_MNIST_CLASSES",
+    "tokenize", "Vocab", "Corpus", "encode_corpus", "build_corpus",
+    "text_sentences", "gcide_sentences", "gcide_corpus",
+]
