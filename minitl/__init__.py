@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # heavier subpackages load on first use, so `import minitl` stays quick
     import importlib
-    if name in ("data", "training"):
+    if name in ("data", "training", "models", "transfer", "embeddings"):
         return importlib.import_module(f".{name}", __name__)
+    if name in ("fit", "evaluate"):
+        return getattr(importlib.import_module(".training", __name__), name)
     raise AttributeError(f"module 'minitl' has no attribute {name!r}")

@@ -10,11 +10,13 @@ Batching (``DataLoader``) lives in ``loader.py`` beside these.
 """
 from .fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
 from .idx import CorruptDataError, read_idx, write_idx
+from .loader import ArrayDataset, DataLoader
 from .paths import DataNotFoundError, cache_dir
 from .text import (Corpus, Vocab, build_corpus, encode_corpus, gcide_corpus, gcide_sentences,
                    text_sentences, tokenize)
 
 __all__ = [
+    "DataLoader", "ArrayDataset",
     "DataNotFoundError", "CorruptDataError", "cache_dir",
     "read_idx", "write_idx",
     "fashion_mnist", "FASHION_MNIST_CLASSES",
