@@ -135,7 +135,8 @@ bool_ = np.dtype("bool")
 
 
 def _as_array(data, dtype=None):
-    """An array from `data`: floats default to float32, integers to int64, bools stay bool."""
+    """An array from `data`: floats default to float32; integer and bool arrays keep their
+    dtype (uint8 images stay uint8), and Python ints become int64 as NumPy makes them."""
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
@@ -150,8 +151,6 @@ def _as_array(data, dtype=None):
     kind = arr.dtype.kind
     if kind == "f" and arr.dtype != float32:
         return arr.astype(float32)
-    if kind in "iu" and arr.dtype != int64:
-        return arr.astype(int64)
     if kind not in "fiub":
         raise TypeError(f"cannot make a tensor from data of dtype {arr.dtype}")
     return arr
