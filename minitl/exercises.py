@@ -410,7 +410,7 @@ class StubResult:
     reached_stub: bool = False                    # a failure shows the stub's own message
     imported_from: str = ""                       # where the copy's pytest found minitl
     problem: str = ""                             # empty when the exercise is sound
-    output: str = ""
+    output: str = field(default="", repr=False)   # pytest's stdout and stderr
 
     @property
     def ok(self) -> bool:
@@ -457,6 +457,9 @@ def _stub_one(ex: Exercise, root: Path, tests: list, scratch: Path) -> StubResul
            "--exercise", ex.id, f"--junitxml={junit}", "-o", "junit_family=xunit2", *files]
     env = pytest_env(copy)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the copy is thrown away; don't spend time on .pyc
+    # Third-party pytest plugins (hypothesis's costs ~0.6 s a run) are not needed to run the
+    # tests of an exercise; @given tests still run without hypothesis's plugin.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"  # runs go in parallel; one BLAS thread each avoids oversubscription
     proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)

@@ -28,6 +28,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from minitl import report
+
 LESSON_FILE = re.compile(r"^lesson_(?P<number>\d{2})_(?P<slug>[a-z0-9_]+)\.py$")
 _CELL_MARKER = re.compile(r"^# %%(?P<rest>.*)$")
 
@@ -244,6 +246,7 @@ def run_lesson(lesson: Lesson, step=False, fast=False, ask=input, out=None) -> i
     namespace = {"__name__": "__main__", "__file__": filename, "__builtins__": builtins}
     saved = {k: os.environ.get(k) for k in ("MINITL_FAST", "MINITL_LESSON", "MPLBACKEND")}
     os.environ["MINITL_LESSON"] = lesson.slug
+    previous_slug = report.set_current_lesson(None)  # forget a lesson run before in this process
     if fast:
         os.environ["MINITL_FAST"] = "1"
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures are saved to files, never shown
@@ -285,6 +288,7 @@ def run_lesson(lesson: Lesson, step=False, fast=False, ask=input, out=None) -> i
         return ran
     finally:
         sys.path.remove(str(lesson.path.parent))
+        report.set_current_lesson(previous_slug)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -309,8 +313,6 @@ def write_notebook(lesson: Lesson, path=None) -> Path:
 def run_tour(out=None, fast=False, html=False, dirs=None) -> int:
     """Run every lesson in a fresh process, then write report.md (and report.html); 0 if all pass."""
     from tqdm import tqdm
-
-    from minitl import report
 
     lessons = find_lessons(dirs)
     out = Path(out or Path("minitl_output") / "tour").resolve()

@@ -36,8 +36,15 @@ def fast_mode() -> bool:
 
 
 def current_lesson() -> str:
-    """The slug of the running lesson: set by the lesson runner, else the last output_dir()."""
-    return os.environ.get("MINITL_LESSON") or _current_slug or "scratch"
+    """The lesson's slug: the last one given to output_dir(), else the runner's, else "scratch"."""
+    return _current_slug or os.environ.get("MINITL_LESSON") or "scratch"
+
+
+def set_current_lesson(slug):
+    """Make ``slug`` the current lesson (None: the runner's); returns the previous one."""
+    global _current_slug
+    previous, _current_slug = _current_slug, slug
+    return previous
 
 
 def output_dir(lesson_slug: str | None = None) -> Path:

@@ -162,6 +162,7 @@ def test_notebook_export_is_a_valid_ipynb_that_jupytext_reads_back(tmp_path):
 def test_report_records_json_lines_only_when_asked(tmp_path, monkeypatch, capsys):
     import numpy as np
 
+    monkeypatch.setattr(report, "_current_slug", None)  # no lesson asked for its output_dir yet
     monkeypatch.setenv("MINITL_LESSON", "unit")
     report.table([[1, np.float32(0.123456)]], headers=["a", "b"])
     assert not list(tmp_path.iterdir())  # nothing recorded without $MINITL_REPORT
@@ -180,9 +181,11 @@ def test_report_records_json_lines_only_when_asked(tmp_path, monkeypatch, capsys
 
 
 def test_output_dir_follows_minitl_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "_current_slug", None)
     monkeypatch.setenv("MINITL_OUTPUT", str(tmp_path / "o"))
     assert report.output_dir("my_lesson") == (tmp_path / "o" / "my_lesson").resolve()
     assert (tmp_path / "o" / "my_lesson").is_dir()
+    assert report.current_lesson() == "my_lesson"  # figure() saves where output_dir() pointed
     monkeypatch.setenv("MINITL_FAST", "1")
     assert report.fast_mode()
     monkeypatch.setenv("MINITL_FAST", "0")
