@@ -57,6 +57,13 @@ def normalize_device(device) -> str:
     raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
 
 
+def is_device_name(target) -> bool:
+    """True for 'cpu', 'cuda', 'cuda:N' and `tl.device`s (as opposed to dtype names)."""
+    if isinstance(target, device):
+        return True
+    return isinstance(target, str) and (target == "cpu" or target == "cuda" or target.startswith("cuda:"))
+
+
 def to_device(array, device: str):
     """Copy `array` to `device` ('cpu' or 'cuda'); no copy when it already lives there."""
     device = normalize_device(device)

@@ -488,7 +488,7 @@ class Tensor:
     def to(self, target):
         """`to("cuda")`, `to("cpu")`, or `to(tl.float64)`; returns self when nothing changes.
         Moving between devices is differentiable for the tensor's data but starts a new leaf."""
-        if isinstance(target, (str, backend.device)):
+        if backend.is_device_name(target):
             arr = backend.to_device(self.data, str(target))
         else:
             arr = _as_array(self.data, target)

@@ -171,7 +171,7 @@ class Module:
     def to(self, target):
         """Move every parameter and buffer to a device ('cpu', 'cuda') or cast floats to a
         dtype; parameters stay the same objects, so optimizers built before still hold them."""
-        is_device = isinstance(target, (str, backend.device))
+        is_device = backend.is_device_name(target)
         for module in self.modules():
             for param in module._parameters.values():
                 if param is None:
