@@ -121,8 +121,8 @@ extern "C" __global__ void __launch_bounds__(TILE * TILE) sgemm_tiled(SGEMM_PARA
 
 // Rung 3: 2-D register blocking.  256 threads compute a 128 x 128 tile of C; each
 // thread keeps an 8 x 8 block of it in registers.  Per step k a thread reads 8 values
-// of A and 8 of B from shared memory and does 64 multiply-adds with them: 4 FLOPs per
-// shared-memory load instead of rung 2's 1.  Loads are scalar and there is no
+// of A and 8 of B from shared memory and does 64 multiply-adds with them: 8 FLOPs per
+// shared-memory read instead of rung 2's 1.  Loads are scalar and there is no
 // prefetching; rung 4 adds both.
 // Launch: block 256, grid (ceil(N/128), ceil(M/128), batch).
 #define RB_BM 128
