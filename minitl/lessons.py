@@ -149,7 +149,10 @@ def lesson_dirs() -> list:
 def find_lessons(dirs=None) -> list:
     """Every lesson, sorted by number."""
     found = {}
-    for folder in dirs if dirs is not None else lesson_dirs():
+    folders = dirs if dirs is not None else lesson_dirs()
+    # a checkout installed in editable mode names the same folder twice: look once
+    folders = list(dict.fromkeys(Path(f).resolve() for f in folders))
+    for folder in folders:
         for path in sorted(Path(folder).glob("lesson_*.py")) if Path(folder).is_dir() else []:
             if not LESSON_FILE.match(path.name):
                 continue
