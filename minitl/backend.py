@@ -101,8 +101,70 @@ class device:
         return hash(self.type)
 
 
-# --- the two hot kernels: a seam where the GPU path plugs in its own CUDA kernels ---------------
+# --- the two hot kernels -----------------------------------------------------------------------
+#
+# On the CPU these are NumPy (OpenBLAS does the matmul). On the GPU they run the project's own
+# CUDA kernels from `kernels/` (SGEMM with warp tiling; a softmax with one warp per short row)
+# for float32; `use_gpu_kernels("cublas")` switches to CuPy's cuBLAS path for comparison, and
+# `MINITL_GPU_KERNELS=cublas` does so from the environment.
+
+import os as _os
+
+_gpu_kernels = _os.environ.get("MINITL_GPU_KERNELS", "minitl")
+
+
+def use_gpu_kernels(name: str) -> str:
+    """'minitl' (our kernels, the default) or 'cublas' (CuPy's library path); returns the
+    previous choice so a benchmark can switch back."""
+    global _gpu_kernels
+    if name not in ("minitl", "cublas"):
+        raise ValueError(f"use_gpu_kernels: 'minitl' or 'cublas', got {name!r}")
+    previous, _gpu_kernels = _gpu_kernels, name
+    return previous
+
+
+def _our_kernels_for(*arrays) -> bool:
+    return (_gpu_kernels == "minitl" and type(arrays[0]) is not np.ndarray
+            and all(a.dtype == np.float32 for a in arrays))
+
 
 def matmul(a, b):
-    """a @ b with NumPy broadcasting rules; on the GPU the project's SGEMM kernel can serve it."""
+    """a @ b with NumPy broadcasting rules (both at least 2-D)."""
+    if _our_kernels_for(a, b):
+        import kernels
+        return kernels.matmul(a, b)
     return a @ b
+
+
+def softmax(a, axis=-1):
+    if _our_kernels_for(a):
+        import kernels
+        return kernels.softmax(a, axis=axis)
+    e = xp_of(a).exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(y, dy, axis=-1):
+    """dx = y * (dy - sum(dy * y)): the softmax Jacobian applied to dy."""
+    if _our_kernels_for(y, dy):
+        import kernels
+        return kernels.softmax_backward(y, dy, axis=axis)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(a, axis=-1):
+    """a - max - log(sum(exp(a - max))): exp never sees a large argument."""
+    if _our_kernels_for(a):
+        import kernels
+        return kernels.log_softmax(a, axis=axis)
+    shifted = a - a.max(axis=axis, keepdims=True)
+    xp = xp_of(a)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward(y, dy, axis=-1):
+    """dx = dy - exp(y) * sum(dy) for y = log_softmax(x)."""
+    if _our_kernels_for(y, dy):
+        import kernels
+        return kernels.log_softmax_backward(y, dy, axis=axis)
+    return dy - xp_of(y).exp(y) * dy.sum(axis=axis, keepdims=True)

@@ -64,7 +64,8 @@ def fit(model, train_loader, optimizer, epochs=1, loss_fn=cross_entropy, val_loa
         model.train()
         start = time.perf_counter()
         total_loss, correct, count = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False,
+                   disable=None if progress else True)  # None: no bar when output is not a terminal
         for x, y in bar:
             logits = model(x)
             loss = loss_fn(logits, y)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from ..backend import xp_of
 from ..random import get_rng
 from ..tensor import Function
@@ -15,16 +16,13 @@ from ..tensor import Function
 
 def stable_log_softmax(a, axis):
     """log softmax(a) = a - max - log(sum(exp(a - max))): exp never sees a large argument."""
-    shifted = a - a.max(axis=axis, keepdims=True)
-    return shifted - xp_of(a).log(xp_of(a).exp(shifted).sum(axis=axis, keepdims=True))
+    return backend.log_softmax(a, axis)
 
 
 class Softmax(Function):
     @staticmethod
     def forward(ctx, a, axis=-1):
-        xp = xp_of(a)
-        e = xp.exp(a - a.max(axis=axis, keepdims=True))
-        out = e / e.sum(axis=axis, keepdims=True)
+        out = backend.softmax(a, axis)  # exp(a - max) / sum(exp(a - max)), or the GPU kernel
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out
@@ -49,7 +47,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad - xp_of(out).exp(out) * grad.sum(axis=ctx.axis, keepdims=True)
+        return backend.log_softmax_backward(out, grad, ctx.axis)
 
 
 class CrossEntropy(Function):
