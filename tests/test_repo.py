@@ -1,0 +1,28 @@
+"""The repository keeps its promises: CI runs README's test command, setup.py is sound."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
+    tests = [c for c in commands if "pytest" in c]
+    assert tests, "README.md names no test command"
+    return tests[0].split("&&")[-1].strip()
+
+
+def test_ci_runs_exactly_readmes_test_command():
+    command = readme_test_command()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    assert ci_lines[-1] == command, f".ci/run ends with {ci_lines[-1]!r}, README says {command!r}"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "dataset-fashion-mnist dict-gcide" in ci and '.[dev,oracle]' in ci
+
+
+def test_setup_declares_the_console_script_and_packages():
+    setup = (ROOT / "setup.py").read_text()
+    assert "minitl = minitl.cli:main" in setup
+    assert '"kernels"' in setup and '"lessons"' in setup and 'python_requires=">=3.10"' in setup
