@@ -74,6 +74,16 @@ def to_device(array, device: str):
     return cupy_module().asarray(array)
 
 
+def scatter_add(target, index, values):
+    """target[index] += values, adding up repeated indices (np.add.at; cupyx.scatter_add on
+    the GPU, where plain `+=` with repeated indices would keep only one of them)."""
+    if type(target) is np.ndarray:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
 def is_cuda_available() -> bool:
     try:
         cupy_module()

@@ -131,7 +131,7 @@ class Embedding(Function):
         (indices,) = ctx.saved_tensors
         xp = xp_of(grad)
         out = xp.zeros(ctx.weight_shape, dtype=grad.dtype)
-        xp.add.at(out, indices.reshape(-1), grad.reshape(-1, ctx.weight_shape[1]))
+        backend.scatter_add(out, indices.reshape(-1), grad.reshape(-1, ctx.weight_shape[1]))
         if ctx.padding_idx is not None:
             out[ctx.padding_idx] = 0
         return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import xp_of
+from ..backend import scatter_add, xp_of
 from ..tensor import Function, Tensor, unbroadcast
 
 
@@ -58,17 +58,17 @@ class Expand(Function):
         return unbroadcast(grad, ctx.shape)
 
 
-def _index_arrays(index):
-    """The index with Tensors replaced by their arrays; and whether it uses integer arrays
-    (advanced indexing, which may pick an element twice)."""
+def _index_arrays(index, xp):
+    """The index with Tensors and lists replaced by arrays of module `xp`; and whether it
+    uses integer arrays (advanced indexing, which may pick an element twice)."""
     if not isinstance(index, tuple):
         index = (index,)
     clean, advanced = [], False
     for item in index:
         if isinstance(item, Tensor):
             item = item.data
-        if isinstance(item, list):
-            item = np.asarray(item)
+        if isinstance(item, (list, np.ndarray)) or (hasattr(item, "dtype") and getattr(item, "ndim", 0) > 0):
+            item = xp.asarray(item)
         if hasattr(item, "dtype") and getattr(item, "ndim", 0) > 0 and item.dtype.kind in "iu":
             advanced = True
         clean.append(item)
@@ -78,7 +78,7 @@ def _index_arrays(index):
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
-        index, advanced = _index_arrays(index)
+        index, advanced = _index_arrays(index, xp_of(a))
         ctx.shape, ctx.dtype, ctx.index, ctx.advanced = a.shape, a.dtype, index, advanced
         try:
             return a[index]
@@ -88,11 +88,11 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, grad):
         # BEGIN EXERCISE autograd.getitem_backward
-        # hint: start from zeros of the input's shape and put grad where the elements came from; integer-array indices can pick one element twice, so scatter with xp.add.at, not with assignment
+        # hint: start from zeros of the input's shape and put grad where the elements came from; integer-array indices can pick one element twice, so add them up with scatter_add (np.add.at), not with assignment
         xp = xp_of(grad)
         out = xp.zeros(ctx.shape, dtype=grad.dtype)
         if ctx.advanced:
-            xp.add.at(out, ctx.index, grad)
+            scatter_add(out, ctx.index, grad)
         else:
             out[ctx.index] = grad
         return out
