@@ -185,3 +185,13 @@ def test_command_line_on_a_gcide_cut(tmp_path, capsys):
     assert "words/s" in printed and "WordSim-353 Spearman" in printed and "analogies" in printed
     wv = KeyedVectors.load_word2vec_format(out)
     assert wv.vector_size == 20 and "the" in wv
+
+
+def test_sample_corpus_spans_the_text():
+    from minitl.data.text import build_corpus
+    from minitl.embeddings.word2vec import sample_corpus
+    corpus = build_corpus([[f"w{i}", "x"] for i in range(100)])        # 100 sentences of 2 words
+    sample = sample_corpus(corpus, 40)                                    # every 5th sentence
+    assert len(sample) == 20 and sample.n_tokens == 40
+    assert [sample.words(i) for i in (0, 1, 19)] == [["w0", "x"], ["w5", "x"], ["w95", "x"]]
+    assert sample.vocab.counts[sample.vocab["x"]] == 20

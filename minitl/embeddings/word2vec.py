@@ -349,26 +349,36 @@ class Word2Vec:
 
 # -- command line ---------------------------------------------------------------------------------
 def load_training_corpus(name: str, fast: bool = False):
-    """``gcide`` or a path to a plain-text file (one sentence per line); ``fast``: the first 300k words."""
+    """``gcide`` or a path to a plain-text file (one sentence per line); ``fast``: about 300k words."""
     from ..data.text import build_corpus, gcide_corpus, text_sentences
     limit = 300_000 if fast else None
     if name == "gcide":
         corpus = gcide_corpus()
         if limit:
-            corpus = _head(corpus, limit)
+            corpus = sample_corpus(corpus, limit)
         return corpus
     return build_corpus(text_sentences(name, max_sentence_len=10_000, limit_words=limit))
 
 
-def _head(corpus, n_words):
-    """The first sentences of ``corpus`` up to about ``n_words`` tokens (same vocabulary)."""
-    from ..data.text import Corpus
-    last = int(np.searchsorted(corpus.offsets, n_words))
-    counts = np.bincount(corpus.ids[:corpus.offsets[last]], minlength=len(corpus.vocab))
-    from ..data.text import Vocab
-    head = Corpus(corpus.ids[:corpus.offsets[last]], corpus.offsets[:last + 1],
-                  Vocab(corpus.vocab.id_to_word, counts, unk=corpus.vocab.unk))
-    return head.restrict(min_count=1)
+def sample_corpus(corpus, n_words):
+    """About ``n_words`` tokens of ``corpus``: every k-th sentence, so the sample spans the whole text.
+
+    (GCIDE is alphabetical: its first 300,000 words are all entries under "A", a poor corpus.)
+    The vocabulary is recounted on the sample.
+    """
+    from ..data.text import Corpus, Vocab
+    if n_words >= corpus.n_tokens:
+        return corpus
+    step = max(1, round(corpus.n_tokens / n_words))
+    starts, ends = corpus.offsets[:-1:step], corpus.offsets[1::step]
+    lengths = ends - starts
+    # the ids of the chosen sentences, gathered without a Python loop
+    positions = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+    ids = corpus.ids[positions]
+    counts = np.bincount(ids, minlength=len(corpus.vocab))
+    sample = Corpus(ids, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                    Vocab(corpus.vocab.id_to_word, counts, unk=corpus.vocab.unk))
+    return sample.restrict(min_count=1)
 
 
 def common_arguments(parser: argparse.ArgumentParser, epochs: int):
@@ -379,7 +389,7 @@ def common_arguments(parser: argparse.ArgumentParser, epochs: int):
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", help="write the vectors here (word2vec format; .bin means binary)")
-    parser.add_argument("--fast", action="store_true", help="the first 300k words only (a quick look)")
+    parser.add_argument("--fast", action="store_true", help="about 300k words only (a quick look)")
 
 
 def finish(wv, out):
