@@ -238,7 +238,7 @@ class Word2Vec:
         self.batch_size, self.chunk_words, self.progress = batch_size, chunk_words, progress
         self.rng = fork_rng() if seed is None else np.random.default_rng(seed)
         self.corpus = self.model = self.wv = None
-        self.train_seconds = 0.0
+        self.train_seconds, self.words_trained = 0.0, 0
         if sentences is not None:
             self.build_vocab(sentences)
             self.train()
@@ -291,6 +291,7 @@ class Word2Vec:
                     bar.set_postfix(loss=f"{self.losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.5f}")
         bar.close()
         self.train_seconds += time.perf_counter() - start
+        self.words_trained += total_words
         self.wv = KeyedVectors(corpus.vocab.id_to_word, self.model.w_in.data, counts=corpus.vocab.counts)
         return self
 
@@ -344,7 +345,8 @@ class Word2Vec:
 
     @property
     def words_per_second(self) -> float:
-        return self.epochs * self.corpus.n_tokens / self.train_seconds if self.train_seconds else 0.0
+        """Corpus words (before sub-sampling) per second of training, gensim's count."""
+        return self.words_trained / self.train_seconds if self.train_seconds else 0.0
 
 
 # -- command line ---------------------------------------------------------------------------------
