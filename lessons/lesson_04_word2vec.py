@@ -1,0 +1,170 @@
+# %% [markdown]
+# # Lesson 4: word2vec, the first transferable representation of words
+#
+# Chapter section "Word embeddings: word2vec". A network that reads text must first turn words
+# into vectors. word2vec learns those vectors from raw text alone, by one self-supervised task:
+# predict the words around a word. The vectors it learns carry over to any later task that reads
+# English: the chapter's first example of transfer.
+#
+# We will (1) write down skip-gram with negative sampling (SGNS), (2) see sub-sampling and the
+# noise distribution on real counts, (3) train on the GCIDE dictionary, (4) ask the vectors
+# `king - man + woman`, (5) draw them, and (6) see what one vector per word cannot do.
+#
+# Run: `minitl lesson 4` (add `--fast` for a small corpus, under a minute).
+
+# %%
+import numpy as np
+
+try:
+    from minitl import report
+except ImportError:  # minitl.report arrives with the tooling branch; this shim keeps the lesson running
+    import os
+    import types
+    from pathlib import Path
+
+    def _table(rows, headers, title=""):
+        print(title)
+        print(" | ".join(headers))
+        for row in rows:
+            print(" | ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
+
+    def _figure(fig, name, caption=""):
+        path = _output / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        print(f"[figure] {path}: {caption}")
+
+    _output = None
+
+    def _output_dir(slug):
+        global _output
+        _output = Path(os.environ.get("MINITL_OUTPUT", "lesson_output")) / slug
+        _output.mkdir(parents=True, exist_ok=True)
+        return _output
+
+    report = types.SimpleNamespace(
+        fast_mode=lambda: os.environ.get("MINITL_FAST", "") not in ("", "0"),
+        output_dir=_output_dir, table=_table, figure=_figure,
+        metric=lambda name, value: print(f"[metric] {name} = {value}"))
+
+import minitl as tl
+from minitl.data.text import gcide_corpus
+from minitl.embeddings import Word2Vec, evaluate, format_report
+from minitl.embeddings.word2vec import sample_corpus, noise_distribution, sgns_loss, subsample_keep_probability
+
+FAST = report.fast_mode()
+out = report.output_dir("lesson_04_word2vec")
+tl.manual_seed(0)
+
+# %% [markdown]
+# ## 1. The objective
+#
+# For a center word c and a word o seen near it, with input vector v_c and output vector u_o,
+# and K "negative" words n_k drawn at random:
+#
+#     L = -log sigmoid(u_o . v_c) - sum_k log sigmoid(-u_{n_k} . v_c)
+#
+# Each term is a logistic regression: "is o really a neighbour of c?" (yes) and "is n_k?" (no).
+# Its gradient with respect to a score s is sigmoid(s) - label: prediction minus target.
+# Here is `sgns_loss` (your exercise `embeddings.sgns_loss`) on one pair with 2 negatives:
+
+# %%
+v = np.array([[0.5, -0.2, 0.1]])
+u = np.array([[[0.4, -0.1, 0.0], [0.3, 0.3, 0.3], [-0.2, 0.1, 0.5]]])
+loss, grad_v, grad_u = sgns_loss(v, u)
+print(f"loss {loss:.4f}; scores {(u[0] @ v[0]).round(3)}")
+print("gradient of the scores (sigmoid(s) - label):", (1 / (1 + np.exp(-(u[0] @ v[0]))) - [1, 0, 0]).round(3))
+# a random guess (all scores 0) costs (1 + K) log 2:
+print(f"(1 + K) log 2 = {3 * np.log(2):.4f}")
+
+# %% [markdown]
+# ## 2. The corpus, sub-sampling and the noise distribution
+#
+# GCIDE, a dictionary, gives a few million words of real English. Frequent words ("the", "of")
+# say little about their neighbours, so each of their tokens is dropped with a probability that
+# grows with frequency; negatives are drawn from counts^(3/4), which gives rare words a chance.
+
+# %%
+corpus = gcide_corpus()
+if FAST:
+    corpus = sample_corpus(corpus, 300_000)
+corpus = corpus.restrict(min_count=5)
+vocab = corpus.vocab
+print(f"{corpus.n_tokens:,} words, {len(vocab):,} distinct words seen at least 5 times")
+keep = subsample_keep_probability(vocab.counts, 1e-3)
+noise = np.diff(noise_distribution(vocab.counts), prepend=0)
+rows = [(vocab.id_to_word[i], int(vocab.counts[i]), float(keep[i]), float(vocab.frequencies[i]), float(noise[i]))
+        for i in (0, 1, 10, 100, 1000, len(vocab) - 1)]
+report.table(rows, ["word", "count", "P(keep)", "unigram P", "noise P (^0.75)"],
+             title="sub-sampling and negative sampling on GCIDE")
+
+# %% [markdown]
+# ## 3. Training
+#
+# Skip-gram, 100 dimensions, window 5, 5 negatives: the settings of the chapter. Each step takes
+# a mini-batch of 1024 (center, context) pairs; the gradient touches only the rows of the words
+# in it, so the optimizer (`SparseSGD`) writes only those rows. The loss per pair should fall
+# from (1 + 5) log 2 = 4.16 quickly and then slowly.
+
+# %%
+epochs = 1 if FAST else 3
+model = Word2Vec(vector_size=100, window=5, min_count=5, sg=1, negative=5, epochs=epochs, seed=1)
+model.build_vocab(corpus)
+model.train()
+report.metric("word2vec_words_per_second", round(model.words_per_second))
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(np.arange(1, len(model.losses) + 1) * model.chunk_words / 1e6, model.losses)
+ax.set_xlabel("million words read")
+ax.set_ylabel("loss per pair")
+ax.set_title("skip-gram with negative sampling on GCIDE")
+fig.tight_layout()
+report.figure(fig, "word2vec_loss", "The SGNS loss per (center, context) pair during training.")
+
+# %% [markdown]
+# ## 4. What the vectors know
+#
+# Nearest neighbours by cosine, then the analogy a : b :: c : ? answered by 3CosAdd,
+# argmax_x cos(x, b) - cos(x, a) + cos(x, c) (your exercise `embeddings.three_cos_add`).
+# Then the standard benchmarks: WordSim-353 and SimLex-999 (Spearman's rho with human judgements)
+# and Google's 19,544 analogy questions. A dictionary is small and odd beside the news text the
+# original vectors were trained on: expect rho about 0.4-0.45 and analogies about 0.1 on the full
+# corpus, much lower in fast mode.
+
+# %%
+wv = model.wv
+for word in ("water", "king", "music"):
+    if word in wv:
+        print(word, "->", ", ".join(w for w, _ in wv.most_similar(word, topn=6)))
+results = evaluate(wv)
+print(format_report(results))
+for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy"):
+    report.metric(f"word2vec_{key}", round(results[key], 3))
+report.metric("word2vec_king_man_woman", results.get("king_man_woman"))
+
+# %% [markdown]
+# ## 5. A map
+#
+# 100 dimensions projected on their first two principal components: a lossy picture, but groups
+# of related words should sit together.
+
+# %%
+words = ["king", "queen", "prince", "man", "woman", "boy", "girl", "horse", "dog", "cow",
+         "red", "green", "blue", "iron", "copper", "gold", "silver", "river", "sea", "lake"]
+fig = wv.pca_figure([w for w in words if w in wv])
+report.figure(fig, "word2vec_pca", "word2vec vectors of chosen words on their first two principal components.")
+
+# %% [markdown]
+# ## 6. One vector per word
+#
+# "bank" is a river's edge and a place for money. word2vec gives it one vector, an average of
+# both senses weighted by how often each occurs: its neighbours mix the two, and nothing in the
+# vector says which sense a sentence means. Contextual models (ELMo, BERT; later lessons) fix this
+# by computing a vector per occurrence.
+
+# %%
+for word in ("bank", "spring", "bark"):
+    if word in wv:
+        print(word, "->", ", ".join(w for w, _ in wv.most_similar(word, topn=10)))

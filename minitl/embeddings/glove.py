@@ -1,0 +1,214 @@
+"""GloVe: global vectors from the co-occurrence matrix (Pennington, Socher & Manning 2014).
+
+Section on word embeddings, "GloVe". Instead of sliding over the text as word2vec does, GloVe
+first counts, once, how often each word j appears near each word i: X_ij, each co-occurrence at
+distance d adding 1/d. Then it fits vectors so that a dot product predicts the log count,
+
+    J = 1/2 sum_{ij: X_ij > 0} f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2        (eq. 8)
+    f(x) = min(1, (x / x_max)^alpha),  x_max = 100, alpha = 3/4                       (eq. 9)
+
+(the 1/2 is the C code's, so the gradient is f * diff). f keeps the many rare, noisy pairs from
+mattering much and caps the very frequent ones. Words get two vectors, w and w~, trained
+symmetrically; the paper's final vectors are their sum, W + W~.
+
+Counting is vectorised: for each distance d, ``ids[:-d]`` and ``ids[d:]`` are all pairs at that
+distance; a pair (i, j) becomes one integer key i * V + j, and ``np.unique`` adds up equal keys.
+The matrix stays as sparse triples (rows, cols, values), a few million of them. Training
+shuffles the triples each epoch and takes AdaGrad steps on mini-batches of them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from ..nn import Module, Parameter
+from ..random import fork_rng
+from ..tensor import Function
+from .keyed_vectors import KeyedVectors
+from .sparse import RowSparseGrad, SparseAdagrad
+
+
+def cooccurrence_matrix(ids: np.ndarray, offsets: np.ndarray, vocab_size: int, window: int = 10,
+                        chunk_tokens: int = 1_000_000):
+    """Symmetric co-occurrence counts with 1/d weighting, as triples ``(rows, cols, values)``.
+
+    Pairs never cross a sentence end (``offsets`` as in ``minitl.data.text.Corpus``). Each pair at
+    distance d <= ``window`` adds 1/d to X[i, j] and to X[j, i]. Processed in chunks of about
+    ``chunk_tokens`` tokens, whose partial sums are merged at the end, to bound memory.
+    """
+    sentence_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    keys_parts, value_parts = [], []
+    for start in range(0, len(ids), chunk_tokens):
+        # chunks overlap by `window` tokens so that pairs across the cut are counted once
+        stop = min(start + chunk_tokens + window, len(ids))
+        chunk, sent = ids[start:stop].astype(np.int64), sentence_of[start:stop]
+        keys, values = [], []
+        for d in range(1, window + 1):
+            if d >= len(chunk):
+                break
+            left = np.arange(len(chunk) - d)
+            left = left[(left < chunk_tokens) & (sent[left] == sent[left + d])]
+            i, j = chunk[left], chunk[left + d]
+            keys += [i * vocab_size + j, j * vocab_size + i]          # both directions: symmetric
+            values.append(np.full(2 * len(left), 1.0 / d))
+        if keys:
+            merged, summed = _sum_by_key(np.concatenate(keys), np.concatenate(values))
+            keys_parts.append(merged)
+            value_parts.append(summed)
+    if not keys_parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0)
+    keys, values = _sum_by_key(np.concatenate(keys_parts), np.concatenate(value_parts))
+    return (keys // vocab_size).astype(np.int32), (keys % vocab_size).astype(np.int32), values
+
+
+def _sum_by_key(keys, values):
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return unique, np.bincount(inverse, weights=values, minlength=len(unique))
+
+
+def glove_weighting(x: np.ndarray, x_max: float = 100.0, alpha: float = 0.75) -> np.ndarray:
+    """f(x) = (x / x_max)^alpha below x_max, 1 above (eq. 9 of the GloVe paper)."""
+    # BEGIN EXERCISE embeddings.glove_weighting
+    # hint: np.minimum(1, (x / x_max) ** alpha)
+    return np.minimum(1.0, (x / x_max) ** alpha)
+    # END EXERCISE
+
+
+def glove_loss(w_i, w_j, b_i, b_j, log_x, f):
+    """GloVe's loss over a batch of triples and its gradients, on plain arrays.
+
+    ``w_i``, ``w_j``: (B, d) the two words' vectors (w and w~); ``b_i``, ``b_j``: (B,) biases;
+    ``log_x``: (B,) log X_ij; ``f``: (B,) the weights f(X_ij).
+    Returns ``(loss, grad_w_i, grad_w_j, grad_b_i, grad_b_j)`` for loss = 1/2 sum f diff^2.
+    """
+    # BEGIN EXERCISE embeddings.glove_loss
+    # hint: diff = sum(w_i * w_j, axis=1) + b_i + b_j - log_x; loss = 0.5 * sum(f * diff**2); with g = f * diff: grad_w_i = g[:, None] * w_j, grad_w_j = g[:, None] * w_i, grad_b_i = grad_b_j = g
+    diff = (w_i * w_j).sum(axis=1) + b_i + b_j - log_x
+    g = f * diff
+    loss = 0.5 * (g * diff).sum()
+    return loss, g[:, None] * w_j, g[:, None] * w_i, g, g
+    # END EXERCISE
+
+
+class GloVeLoss(Function):
+    """The GloVe loss of a batch of triples (i, j, X_ij), with row-sparse gradients.
+
+    Inputs W, W~ (V, d) and b, b~ (V, 1), the rows i and j, log X and f(X).
+    ``sparse=False`` returns dense gradients (for gradcheck).
+    """
+
+    @staticmethod
+    def forward(ctx, w, w_tilde, b, b_tilde, i, j, log_x, f, sparse=True):
+        loss, g_wi, g_wj, g_bi, g_bj = glove_loss(w[i], w_tilde[j], b[i, 0], b_tilde[j, 0], log_x, f)
+        ctx.save_for_backward(i, j, g_wi, g_wj, g_bi, g_bj)
+        ctx.shapes, ctx.sparse = (w.shape, w_tilde.shape, b.shape), sparse
+        return np.asarray(loss, dtype=w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        i, j, g_wi, g_wj, g_bi, g_bj = ctx.saved_tensors
+        w_shape, wt_shape, b_shape = ctx.shapes
+        grads = [RowSparseGrad(i, grad * g_wi, w_shape), RowSparseGrad(j, grad * g_wj, wt_shape),
+                 RowSparseGrad(i, grad * g_bi[:, None], b_shape), RowSparseGrad(j, grad * g_bj[:, None], b_shape)]
+        return tuple(g if ctx.sparse else g.to_dense() for g in grads)
+
+
+class GloVeModel(Module):
+    """W, W~ (uniform in +-0.5/d, as glove.c) and the biases b, b~ (zeros)."""
+
+    def __init__(self, vocab_size: int, vector_size: int, rng: np.random.Generator):
+        super().__init__()
+        def table():
+            return Parameter((rng.random((vocab_size, vector_size), dtype=np.float32) - 0.5) / vector_size)
+        self.w, self.w_tilde = table(), table()
+        self.b = Parameter(np.zeros((vocab_size, 1), dtype=np.float32))
+        self.b_tilde = Parameter(np.zeros((vocab_size, 1), dtype=np.float32))
+
+    def forward(self, i, j, log_x, f):
+        return GloVeLoss.apply(self.w, self.w_tilde, self.b, self.b_tilde, i, j, log_x, f)
+
+
+class GloVe:
+    """Count co-occurrences, then fit GloVe's weighted least squares with AdaGrad.
+
+    ``GloVe(vector_size=100, window=10, x_max=100, alpha=0.75, learning_rate=0.05, epochs=25)``
+    (the paper's and glove.c's defaults); ``fit(corpus)`` with a Corpus or token lists;
+    ``wv`` holds W + W~; ``epoch_seconds`` the time of each epoch.
+    """
+
+    def __init__(self, vector_size=100, window=10, min_count=5, x_max=100.0, alpha=0.75,
+                 learning_rate=0.05, epochs=25, batch_size=4096, seed=1, progress=True):
+        self.vector_size, self.window, self.min_count = vector_size, window, min_count
+        self.x_max, self.alpha, self.learning_rate, self.epochs = x_max, alpha, learning_rate, epochs
+        self.batch_size, self.progress = batch_size, progress
+        self.rng = fork_rng() if seed is None else np.random.default_rng(seed)
+        self.wv = self.model = None
+        self.epoch_seconds, self.losses = [], []
+
+    def count(self, sentences):
+        """Build the vocabulary and the co-occurrence triples; ``count_seconds`` records the time."""
+        from .word2vec import as_corpus
+        start = time.perf_counter()
+        self.corpus = as_corpus(sentences, self.min_count)
+        self.rows, self.cols, self.values = cooccurrence_matrix(
+            self.corpus.ids, self.corpus.offsets, len(self.corpus.vocab), self.window)
+        self.count_seconds = time.perf_counter() - start
+        return self
+
+    def fit(self, sentences=None, epochs=None):
+        """Count (unless :meth:`count` ran) and train; returns self."""
+        from tqdm.auto import tqdm
+        if sentences is not None or not hasattr(self, "rows"):
+            self.count(sentences)
+        vocab = self.corpus.vocab
+        self.model = GloVeModel(len(vocab), self.vector_size, self.rng)
+        optimizer = SparseAdagrad(self.model.parameters(), lr=self.learning_rate)
+        log_x = np.log(self.values).astype(np.float32)
+        weight = glove_weighting(self.values, self.x_max, self.alpha).astype(np.float32)
+        n = len(self.values)
+        for epoch in tqdm(range(epochs or self.epochs), desc="GloVe", unit="epoch", disable=not self.progress):
+            start = time.perf_counter()
+            order = self.rng.permutation(n)
+            total = 0.0
+            for s in range(0, n, self.batch_size):
+                batch = order[s:s + self.batch_size]
+                loss = self.model(self.rows[batch], self.cols[batch], log_x[batch], weight[batch])
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                total += float(loss.data)
+            self.epoch_seconds.append(time.perf_counter() - start)
+            self.losses.append(total / max(n, 1))
+        self.wv = KeyedVectors(vocab.id_to_word, self.model.w.data + self.model.w_tilde.data,
+                               counts=vocab.counts)
+        return self
+
+
+def glove_main(argv: Sequence[str] | None = None) -> int:
+    """``minitl glove``: count co-occurrences, train GloVe, print the evaluation figures."""
+    from .word2vec import common_arguments, finish, load_training_corpus
+    parser = argparse.ArgumentParser(prog="minitl glove", description=glove_main.__doc__)
+    common_arguments(parser, epochs=25)
+    parser.add_argument("--x-max", type=float, default=100.0)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.set_defaults(window=10)
+    args = parser.parse_args(argv)
+    corpus = load_training_corpus(args.corpus, fast=args.fast)
+    glove = GloVe(vector_size=args.vector_size, window=args.window, min_count=args.min_count,
+                  x_max=args.x_max, learning_rate=args.learning_rate, epochs=args.epochs,
+                  batch_size=args.batch_size, seed=args.seed).count(corpus)
+    print(f"corpus: {glove.corpus.n_tokens:,} words, vocabulary {len(glove.corpus.vocab):,}; "
+          f"{len(glove.values):,} co-occurring pairs counted in {glove.count_seconds:.1f} s")
+    glove.fit()
+    print(f"time per epoch: {np.mean(glove.epoch_seconds):.2f} s (final loss {glove.losses[-1]:.4f})")
+    finish(glove.wv, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(glove_main())

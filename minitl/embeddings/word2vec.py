@@ -1,0 +1,429 @@
+"""word2vec: skip-gram and CBOW with negative sampling (Mikolov et al. 2013a, 2013b).
+
+Section on word embeddings, "word2vec". Skip-gram reads a word's *input* vector v_c and asks
+each word around it, within a window, to be predictable from it. Predicting with a softmax over
+the whole vocabulary costs |V| dot products per pair, so negative sampling replaces it by
+K + 1 binary questions: "is o a real context of c?" (yes) and "is n_k?" (no, for K words drawn
+from the unigram distribution to the 3/4 power). The loss of one (center c, context o) pair is
+
+    L = -log sigmoid(u_o . v_c) - sum_k log sigmoid(-u_{n_k} . v_c)          (SGNS, eq. 4 of 2013b)
+
+with u the *output* vectors. CBOW turns it around: the mean h of the context words' input
+vectors predicts the center word, L = -log sigmoid(u_c . h) - sum_k log sigmoid(-u_{n_k} . h).
+
+What makes word2vec work as well as it does, all kept here with gensim's names and defaults:
+
+- sub-sampling (``sample``): a token of a word with frequency f is kept with probability
+  (sqrt(f / sample) + 1) * sample / f, so "the" and "of" stop drowning the window;
+- a dynamic window: each center draws its window size uniformly from 1..``window``, which
+  weights near words more;
+- the learning rate falls linearly from ``alpha`` to ``min_alpha`` over the whole run.
+
+How it is fast in NumPy: no Python loop per word. A chunk of the corpus (about 100,000 words)
+is sub-sampled and turned into all its (center, context) pairs at once (a 2-D mask over
+positions x window offsets); negatives for all pairs come from one ``searchsorted``. Then
+mini-batches of pairs go through one :class:`SkipGramNegativeSampling` op whose backward gives
+*row-sparse* gradients (only the rows a batch touched), and :class:`SparseSGD` updates only
+those rows. gensim updates after every single pair; our batches are a few hundred words of
+text each, small enough that the staleness inside a batch costs (as measured) little.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..nn import Module, Parameter
+from ..random import fork_rng
+from ..tensor import Function, Tensor
+from .keyed_vectors import KeyedVectors
+from .sparse import RowSparseGrad, SparseSGD
+
+
+# -- sub-sampling and the noise distribution ------------------------------------------------------
+def subsample_keep_probability(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
+    """The probability of keeping one token of each word, gensim's form of Mikolov's formula.
+
+    With f = count / total, a token is kept with probability min(1, (sqrt(f / sample) + 1) * sample / f):
+    words rarer than ``sample`` are always kept; the most frequent are thinned hardest.
+    ``sample=0`` turns sub-sampling off (all ones).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if not sample:
+        return np.ones_like(counts)
+    # BEGIN EXERCISE embeddings.subsample_probability
+    # hint: f = counts / counts.sum(); keep = (sqrt(f / sample) + 1) * sample / f, capped at 1 (use np.minimum)
+    f = counts / counts.sum()
+    return np.minimum(1.0, (np.sqrt(f / sample) + 1.0) * sample / f)
+    # END EXERCISE
+
+
+def noise_distribution(counts: np.ndarray, ns_exponent: float = 0.75) -> np.ndarray:
+    """The cumulative distribution of count**ns_exponent: negatives are drawn from it.
+
+    The 3/4 power (Mikolov et al. 2013b) raises rare words' chances against frequent ones':
+    a word 100x rarer than another is drawn only 100**0.75 = 32x less often.
+    """
+    weights = np.asarray(counts, dtype=np.float64) ** ns_exponent
+    cumulative = np.cumsum(weights)
+    return cumulative / cumulative[-1]
+
+
+def draw_negatives(cumulative: np.ndarray, shape, rng: np.random.Generator) -> np.ndarray:
+    """Word ids drawn from the distribution whose cumulative table is ``cumulative``.
+
+    Inverse-transform sampling: a uniform u in [0, 1) falls in word i's slice
+    [cumulative[i-1], cumulative[i]) with exactly that word's probability.
+    """
+    return np.searchsorted(cumulative, rng.random(shape), side="right").astype(np.int32)
+
+
+# -- windows --------------------------------------------------------------------------------------
+def context_pairs(sentence_of: np.ndarray, window: int, rng: np.random.Generator):
+    """All (center position, context position) pairs of a run of tokens, with dynamic windows.
+
+    ``sentence_of[t]`` is the sentence of token t (windows never cross a sentence end). Each
+    center t draws its window ``1 + randint(window)`` as word2vec.c does. Returns two int64
+    arrays ordered by center position, as gensim visits them.
+    """
+    n = len(sentence_of)
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])   # (2w,)
+    reach = window - rng.integers(0, window, n)                                   # 1..window
+    context = np.arange(n)[:, None] + offsets[None, :]                            # (n, 2w)
+    inside = (context >= 0) & (context < n)
+    np.clip(context, 0, n - 1, out=context)
+    valid = inside & (np.abs(offsets)[None, :] <= reach[:, None]) \
+        & (sentence_of[context] == sentence_of[:, None])
+    centers, slot = np.nonzero(valid)        # row-major: grouped and ordered by center
+    return centers, context[centers, slot]
+
+
+# -- the loss and its op --------------------------------------------------------------------------
+def sgns_loss(v: np.ndarray, u: np.ndarray):
+    """Negative-sampling loss of a batch and its gradients, on plain arrays.
+
+    ``v``: (B, d) the vectors that predict (skip-gram: centers' input vectors; CBOW: context means).
+    ``u``: (B, 1 + K, d) output vectors; column 0 the true word, columns 1..K the negatives.
+    Returns ``(loss, grad_v, grad_u)``, the loss summed over the batch (word2vec's step is per pair).
+
+    With s = u . v and label y = 1 for column 0, 0 otherwise, L = -sum log sigmoid(+-s), and
+    dL/ds = sigmoid(s) - y: the same "prediction minus target" as logistic regression.
+    """
+    # BEGIN EXERCISE embeddings.sgns_loss
+    # hint: scores s = (u @ v[:, :, None])[..., 0]; loss = sum of logaddexp(0, -s) for column 0 and logaddexp(0, s) for the rest; g = sigmoid(s) - y; grad_v = sum_k g_k u_k; grad_u = g[..., None] * v[:, None, :]
+    scores = np.matmul(u, v[:, :, None])[..., 0]                  # (B, 1+K)
+    sign = np.ones(scores.shape[1], dtype=scores.dtype)
+    sign[1:] = -1
+    # -log sigmoid(x) = log(1 + exp(-x)) = logaddexp(0, -x): no overflow for large |x|
+    loss = np.logaddexp(0, -sign * scores).sum()
+    g = 1.0 / (1.0 + np.exp(-scores))                              # sigmoid(s) ...
+    g[:, 0] -= 1.0                                                 # ... minus the label
+    grad_v = np.matmul(g[:, None, :], u)[:, 0, :]                  # (B, d)
+    grad_u = g[:, :, None] * v[:, None, :]                         # (B, 1+K, d)
+    return loss, grad_v, grad_u
+    # END EXERCISE
+
+
+def _gradient(rows, values, shape, sparse):
+    grad = RowSparseGrad(rows, values, shape)
+    return grad if sparse else grad.to_dense()
+
+
+class SkipGramNegativeSampling(Function):
+    """loss = SGNS(W_in[centers], W_out[targets]) summed over the batch; targets (B, 1+K).
+
+    Fuses the two embedding lookups with the loss so that the backward can hand the optimizer
+    the rows it touched (``sparse=True``, a :class:`RowSparseGrad`) instead of two dense
+    (V, d) matrices of mostly zeros; ``sparse=False`` gives dense arrays (for gradcheck).
+    """
+
+    @staticmethod
+    def forward(ctx, w_in, w_out, centers, targets, sparse=True):
+        loss, grad_v, grad_u = sgns_loss(w_in[centers], w_out[targets])
+        ctx.save_for_backward(centers, targets, grad_v, grad_u)
+        ctx.shapes, ctx.sparse = (w_in.shape, w_out.shape), sparse
+        return np.asarray(loss, dtype=w_in.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        centers, targets, grad_v, grad_u = ctx.saved_tensors
+        d = grad_v.shape[-1]
+        return (_gradient(centers, grad * grad_v, ctx.shapes[0], ctx.sparse),
+                _gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
+
+
+class CBOWNegativeSampling(Function):
+    """CBOW: h_b = mean (or sum) of W_in over the context words of center b, then SGNS(h, W_out[targets]).
+
+    ``context``: (P,) word ids of all context words of the batch; ``owner``: (P,) which center
+    (0..B-1) each belongs to. With ``cbow_mean`` each context word gets dL/dh / count, the exact
+    gradient of the mean. (word2vec.c and gensim add the undivided dL/dh to each instead.)
+    """
+
+    @staticmethod
+    def forward(ctx, w_in, w_out, context, owner, targets, cbow_mean=True, sparse=True):
+        n_centers = targets.shape[0]
+        h = np.zeros((n_centers, w_in.shape[1]), dtype=w_in.dtype)
+        np.add.at(h, owner, w_in[context])
+        count = np.bincount(owner, minlength=n_centers).astype(w_in.dtype)[:, None]
+        if cbow_mean:
+            h /= count
+        loss, grad_h, grad_u = sgns_loss(h, w_out[targets])
+        if cbow_mean:
+            grad_h /= count
+        ctx.save_for_backward(context, owner, targets, grad_h, grad_u)
+        ctx.shapes, ctx.sparse = (w_in.shape, w_out.shape), sparse
+        return np.asarray(loss, dtype=w_in.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        context, owner, targets, grad_h, grad_u = ctx.saved_tensors
+        d = grad_h.shape[-1]
+        return (_gradient(context, grad * grad_h[owner], ctx.shapes[0], ctx.sparse),
+                _gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
+
+
+class Word2VecModel(Module):
+    """The two tables of word2vec: input vectors ``w_in`` (the word vectors one keeps) and output
+    vectors ``w_out``. Initialised like word2vec.c: w_in uniform in +-0.5/d, w_out zeros."""
+
+    def __init__(self, vocab_size: int, vector_size: int, rng: np.random.Generator):
+        super().__init__()
+        init = (rng.random((vocab_size, vector_size), dtype=np.float32) - 0.5) / vector_size
+        self.w_in = Parameter(init)
+        self.w_out = Parameter(np.zeros((vocab_size, vector_size), dtype=np.float32))
+
+    def forward(self, centers, targets):
+        """Skip-gram loss of a batch of pairs; targets[:, 0] the contexts, the rest negatives."""
+        return SkipGramNegativeSampling.apply(self.w_in, self.w_out, centers, targets)
+
+    def cbow(self, context, owner, targets, cbow_mean=True):
+        return CBOWNegativeSampling.apply(self.w_in, self.w_out, context, owner, targets,
+                                          cbow_mean=cbow_mean)
+
+
+def as_corpus(sentences, min_count: int = 1):
+    """A :class:`~minitl.data.text.Corpus` restricted to ``min_count``, from a Corpus or token lists."""
+    from ..data.text import Corpus, build_corpus
+    if isinstance(sentences, Corpus):
+        return sentences.restrict(min_count=min_count) if min_count > 1 else sentences
+    return build_corpus(sentences, min_count=min_count)
+
+
+class Word2Vec:
+    """Train word vectors; gensim's ``Word2Vec`` names and defaults, ``model.wv`` the vectors.
+
+    ``Word2Vec(sentences, sg=1, epochs=3)`` trains at once (``sentences``: a Corpus or an iterable
+    of token lists). ``batch_size`` (pairs per SGD step; gensim has no such knob) is ours: a word
+    that occurs n times in a batch gets the sum of n gradients computed from the same stale
+    vectors, so a batch must stay small beside the vocabulary (1024 pairs for tens of thousands
+    of words; a few dozen for a toy vocabulary of 16).
+    ``seed=None`` draws from minitl's generator (``tl.manual_seed``); an integer seeds the model
+    on its own, as gensim's ``seed`` does.
+    """
+
+    def __init__(self, sentences=None, vector_size=100, alpha=0.025, window=5, min_count=5,
+                 sample=1e-3, seed=1, min_alpha=0.0001, sg=0, negative=5, ns_exponent=0.75,
+                 cbow_mean=1, epochs=5, batch_size=1024, chunk_words=100_000, progress=True):
+        if negative < 1:
+            raise ValueError("only negative sampling is implemented: negative must be >= 1")
+        if window < 1 or vector_size < 1 or epochs < 1:
+            raise ValueError("window, vector_size and epochs must be >= 1")
+        self.vector_size, self.alpha, self.window, self.min_count = vector_size, alpha, window, min_count
+        self.sample, self.seed, self.min_alpha, self.sg = sample, seed, min_alpha, sg
+        self.negative, self.ns_exponent, self.cbow_mean, self.epochs = negative, ns_exponent, cbow_mean, epochs
+        self.batch_size, self.chunk_words, self.progress = batch_size, chunk_words, progress
+        self.rng = fork_rng() if seed is None else np.random.default_rng(seed)
+        self.corpus = self.model = self.wv = None
+        self.train_seconds, self.words_trained = 0.0, 0
+        if sentences is not None:
+            self.build_vocab(sentences)
+            self.train()
+
+    def build_vocab(self, sentences):
+        self.corpus = as_corpus(sentences, self.min_count)
+        vocab = self.corpus.vocab
+        if len(vocab) == 0:
+            raise ValueError(f"no word occurs min_count={self.min_count} times")
+        self.keep_probability = subsample_keep_probability(vocab.counts, self.sample)
+        self.noise_cdf = noise_distribution(vocab.counts, self.ns_exponent)
+        self.model = Word2VecModel(len(vocab), self.vector_size, self.rng)
+        self.wv = KeyedVectors(vocab.id_to_word, self.model.w_in.data, counts=vocab.counts)
+        return self
+
+    # -- training ------------------------------------------------------------------------------
+    def _chunks(self):
+        """(first sentence, last sentence + 1) ranges of about ``chunk_words`` tokens each."""
+        offsets = self.corpus.offsets
+        bounds = np.searchsorted(offsets, np.arange(0, offsets[-1], self.chunk_words), side="left")
+        bounds = np.unique(np.concatenate([bounds, [len(offsets) - 1]]))
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    def train(self, epochs=None):
+        """Run ``epochs`` passes (default ``self.epochs``); returns self. Prints nothing but a
+        progress bar (words/s); ``self.train_seconds`` and ``self.losses`` keep the record."""
+        from tqdm.auto import tqdm
+        epochs = epochs or self.epochs
+        corpus, rng = self.corpus, self.rng
+        total_words = epochs * corpus.n_tokens
+        optimizer = SparseSGD(self.model.parameters(), lr=self.alpha)
+        self.losses = []
+        done = 0
+        start = time.perf_counter()
+        bar = tqdm(total=total_words, unit="word", unit_scale=True, disable=not self.progress,
+                   desc="skip-gram" if self.sg else "CBOW", mininterval=1.0)
+        for _ in range(epochs):
+            for first, last in self._chunks():
+                lo, hi = corpus.offsets[first], corpus.offsets[last]
+                ids = corpus.ids[lo:hi]
+                sentence_of = np.repeat(np.arange(last - first), np.diff(corpus.offsets[first:last + 1]))
+                kept = rng.random(len(ids)) < self.keep_probability[ids]
+                ids, sentence_of = ids[kept], sentence_of[kept]
+                centers, contexts = context_pairs(sentence_of, self.window, rng)
+                step = self._train_sg if self.sg else self._train_cbow
+                step(ids, centers, contexts, optimizer, done, hi - lo, total_words)
+                done += hi - lo
+                bar.update(hi - lo)
+                if self.losses:
+                    bar.set_postfix(loss=f"{self.losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.5f}")
+        bar.close()
+        self.train_seconds += time.perf_counter() - start
+        self.words_trained += total_words
+        self.wv = KeyedVectors(corpus.vocab.id_to_word, self.model.w_in.data, counts=corpus.vocab.counts)
+        return self
+
+    def _learning_rate(self, words_done, total_words):
+        """alpha decaying linearly to min_alpha over the run (word2vec.c, gensim)."""
+        progress = min(words_done / total_words, 1.0)
+        return self.alpha - (self.alpha - self.min_alpha) * progress
+
+    def _train_sg(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
+        n_pairs = len(centers)
+        if n_pairs == 0:
+            return
+        targets = np.empty((n_pairs, 1 + self.negative), dtype=np.int32)
+        targets[:, 0] = ids[contexts]
+        targets[:, 1:] = draw_negatives(self.noise_cdf, (n_pairs, self.negative), self.rng)
+        center_ids = ids[centers]
+        chunk_loss = 0.0
+        for b in range(0, n_pairs, self.batch_size):
+            optimizer.param_groups[0]["lr"] = self._learning_rate(
+                done + chunk_words * b / n_pairs, total_words)
+            loss = self.model(center_ids[b:b + self.batch_size], targets[b:b + self.batch_size])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            chunk_loss += float(loss.data)
+        self.losses.append(chunk_loss / n_pairs)
+
+    def _train_cbow(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
+        # one CBOW example per center with at least one context word; pairs are grouped by center
+        positions, first_pair = np.unique(centers, return_index=True)
+        n = len(positions)
+        if n == 0:
+            return
+        targets = np.empty((n, 1 + self.negative), dtype=np.int32)
+        targets[:, 0] = ids[positions]
+        targets[:, 1:] = draw_negatives(self.noise_cdf, (n, self.negative), self.rng)
+        example_of_pair = np.repeat(np.arange(n), np.diff(np.append(first_pair, len(centers))))
+        context_ids = ids[contexts]
+        batch = max(1, self.batch_size // (2 * self.window))    # about batch_size pairs a step
+        chunk_loss = 0.0
+        for b in range(0, n, batch):
+            optimizer.param_groups[0]["lr"] = self._learning_rate(done + chunk_words * b / n, total_words)
+            p0, p1 = first_pair[b], (first_pair[b + batch] if b + batch < n else len(centers))
+            loss = self.model.cbow(context_ids[p0:p1], example_of_pair[p0:p1] - b,
+                                   targets[b:b + batch], cbow_mean=bool(self.cbow_mean))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            chunk_loss += float(loss.data)
+        self.losses.append(chunk_loss / n)
+
+    @property
+    def words_per_second(self) -> float:
+        """Corpus words (before sub-sampling) per second of training, gensim's count."""
+        return self.words_trained / self.train_seconds if self.train_seconds else 0.0
+
+
+# -- command line ---------------------------------------------------------------------------------
+def load_training_corpus(name: str, fast: bool = False):
+    """``gcide`` or a path to a plain-text file (one sentence per line); ``fast``: about 300k words."""
+    from ..data.text import build_corpus, gcide_corpus, text_sentences
+    limit = 300_000 if fast else None
+    if name == "gcide":
+        corpus = gcide_corpus()
+        if limit:
+            corpus = sample_corpus(corpus, limit)
+        return corpus
+    return build_corpus(text_sentences(name, max_sentence_len=10_000, limit_words=limit))
+
+
+def sample_corpus(corpus, n_words):
+    """About ``n_words`` tokens of ``corpus``: every k-th sentence, so the sample spans the whole text.
+
+    (GCIDE is alphabetical: its first 300,000 words are all entries under "A", a poor corpus.)
+    The vocabulary is recounted on the sample.
+    """
+    from ..data.text import Corpus, Vocab
+    if n_words >= corpus.n_tokens:
+        return corpus
+    step = max(1, round(corpus.n_tokens / n_words))
+    starts, ends = corpus.offsets[:-1:step], corpus.offsets[1::step]
+    lengths = ends - starts
+    # the ids of the chosen sentences, gathered without a Python loop
+    positions = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+    ids = corpus.ids[positions]
+    counts = np.bincount(ids, minlength=len(corpus.vocab))
+    sample = Corpus(ids, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                    Vocab(corpus.vocab.id_to_word, counts, unk=corpus.vocab.unk))
+    return sample.restrict(min_count=1)
+
+
+def common_arguments(parser: argparse.ArgumentParser, epochs: int):
+    parser.add_argument("--corpus", default="gcide", help="'gcide' or a text file, one sentence per line")
+    parser.add_argument("--vector-size", type=int, default=100)
+    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--min-count", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", help="write the vectors here (word2vec format; .bin means binary)")
+    parser.add_argument("--fast", action="store_true", help="about 300k words only (a quick look)")
+
+
+def finish(wv, out):
+    """Save (when asked) and print the standard evaluation figures."""
+    from .evaluation import evaluate, format_report
+    if out:
+        wv.save_word2vec_format(out, binary=str(out).endswith(".bin"))
+        print(f"vectors written to {out}")
+    print(format_report(evaluate(wv)))
+
+
+def word2vec_main(argv: Sequence[str] | None = None) -> int:
+    """``minitl word2vec``: train on GCIDE or a text file, print the evaluation figures."""
+    parser = argparse.ArgumentParser(prog="minitl word2vec", description=word2vec_main.__doc__)
+    common_arguments(parser, epochs=3)
+    parser.add_argument("--sg", type=int, default=1, choices=(0, 1), help="1 skip-gram, 0 CBOW")
+    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--sample", type=float, default=1e-3)
+    parser.add_argument("--alpha", type=float, default=0.025)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    args = parser.parse_args(argv)
+    corpus = load_training_corpus(args.corpus, fast=args.fast)
+    model = Word2Vec(vector_size=args.vector_size, window=args.window, min_count=args.min_count,
+                     sg=args.sg, negative=args.negative, sample=args.sample, alpha=args.alpha,
+                     epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+    model.build_vocab(corpus)
+    print(f"corpus: {model.corpus.n_tokens:,} words, vocabulary {len(model.corpus.vocab):,}")
+    model.train()
+    print(f"trained in {model.train_seconds:.1f} s: {model.words_per_second:,.0f} words/s")
+    finish(model.wv, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(word2vec_main())
