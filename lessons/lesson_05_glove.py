@@ -13,36 +13,7 @@
 # %%
 import numpy as np
 
-try:
-    from minitl import report
-except ImportError:  # minitl.report arrives with the tooling branch; this shim keeps the lesson running
-    import os
-    import types
-    from pathlib import Path
-
-    def _table(rows, headers, title=""):
-        print(title)
-        print(" | ".join(headers))
-        for row in rows:
-            print(" | ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
-
-    def _figure(fig, name, caption=""):
-        path = _output / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        print(f"[figure] {path}: {caption}")
-
-    _output = None
-
-    def _output_dir(slug):
-        global _output
-        _output = Path(os.environ.get("MINITL_OUTPUT", "lesson_output")) / slug
-        _output.mkdir(parents=True, exist_ok=True)
-        return _output
-
-    report = types.SimpleNamespace(
-        fast_mode=lambda: os.environ.get("MINITL_FAST", "") not in ("", "0"),
-        output_dir=_output_dir, table=_table, figure=_figure,
-        metric=lambda name, value: print(f"[metric] {name} = {value}"))
+from minitl import report
 
 import matplotlib
 

@@ -145,9 +145,38 @@ def add_tour_parser(subparsers) -> None:
     parser.set_defaults(func=_tour)
 
 
+# --------------------------------------------------------------------------- delegated commands
+#
+# Experiments and trainers own their options: each module has a ``*_main(argv)`` with its own
+# argparse (so ``python -m`` on the module works too); the ``minitl`` command hands it the rest
+# of the command line, ``--help`` included.
+
+DELEGATED = {
+    # name: (module, function, one-line help)
+    "word2vec": ("minitl.embeddings.word2vec", "word2vec_main",
+                 "train word2vec (skip-gram/CBOW) on GCIDE or a text file and evaluate it"),
+    "glove": ("minitl.embeddings.glove", "glove_main", "train GloVe vectors and evaluate them"),
+}
+
+
+def _delegate(name, rest) -> int:
+    import importlib
+
+    module, function, _ = DELEGATED[name]
+    result = getattr(importlib.import_module(module), function)(list(rest))
+    return int(result or 0)
+
+
+def add_delegated_parsers(subparsers) -> None:
+    for name, (_, _, help_text) in DELEGATED.items():
+        parser = subparsers.add_parser(name, help=help_text, add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=lambda args, name=name: _delegate(name, args.rest))
+
+
 # --------------------------------------------------------------------------- main
 
-COMMANDS = [add_exercises_parser, add_lesson_parser, add_tour_parser]
+COMMANDS = [add_exercises_parser, add_lesson_parser, add_tour_parser, add_delegated_parsers]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:  # its own parser reads the rest, --help included
+        return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]

@@ -9,7 +9,6 @@ from minitl.embeddings import GloVe, cooccurrence_matrix
 from minitl.embeddings.glove import GloVeLoss, glove_loss, glove_weighting
 from test_word2vec import planted_corpus, topic_gap
 
-ex = pytest.mark.exercise
 
 
 def brute_force_counts(sentences, window):
@@ -51,14 +50,14 @@ def test_cooccurrence_small_example_by_hand():
                                            (0, 2): 0.5, (2, 0): 0.5}
 
 
-@ex("embeddings.glove_weighting")
+@pytest.mark.exercise("embeddings.glove_weighting")
 def test_glove_weighting():
     x = np.array([1.0, 10.0, 100.0, 1000.0])
     np.testing.assert_allclose(glove_weighting(x), [0.01 ** 0.75, 0.1 ** 0.75, 1.0, 1.0])
     np.testing.assert_allclose(glove_weighting(np.array([5.0]), x_max=10, alpha=1.0), [0.5])
 
 
-@ex("embeddings.glove_loss")
+@pytest.mark.exercise("embeddings.glove_loss")
 def test_glove_loss_by_hand():
     w_i, w_j = np.array([[1.0, 2.0]]), np.array([[3.0, -1.0]])
     loss, g_wi, g_wj, g_bi, g_bj = glove_loss(w_i, w_j, np.array([0.5]), np.array([-0.25]),
@@ -70,7 +69,7 @@ def test_glove_loss_by_hand():
     np.testing.assert_allclose(g_bi, [0.3 * diff])
 
 
-@ex("embeddings.glove_loss")
+@pytest.mark.exercise("embeddings.glove_loss")
 def test_glove_op_gradcheck():
     rng = np.random.default_rng(4)
     i, j = np.array([0, 2, 2, 4]), np.array([1, 1, 3, 4])

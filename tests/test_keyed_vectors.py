@@ -5,7 +5,6 @@ import pytest
 from minitl.embeddings import KeyedVectors, three_cos_add, three_cos_mul
 from minitl.embeddings.keyed_vectors import spearman, unit_rows
 
-ex = pytest.mark.exercise
 
 
 def analogy_vectors():
@@ -16,7 +15,7 @@ def analogy_vectors():
     return KeyedVectors(words, vectors)
 
 
-@ex("embeddings.three_cos_add")
+@pytest.mark.exercise("embeddings.three_cos_add")
 def test_three_cos_add_is_the_sum_of_cosines():
     rng = np.random.default_rng(0)
     unit = unit_rows(rng.standard_normal((20, 5)))
@@ -27,7 +26,7 @@ def test_three_cos_add_is_the_sum_of_cosines():
     np.testing.assert_allclose(scores / sums, np.full(20, scores[0] / sums[0]), rtol=1e-5)
 
 
-@ex("embeddings.three_cos_add")
+@pytest.mark.exercise("embeddings.three_cos_add")
 def test_king_minus_man_plus_woman():
     wv = analogy_vectors()
     answer = wv.most_similar(positive=["king", "woman"], negative=["man"], topn=3)

@@ -13,7 +13,6 @@ from minitl.embeddings.word2vec import (CBOWNegativeSampling, SkipGramNegativeSa
                                         draw_negatives, noise_distribution, sgns_loss,
                                         subsample_keep_probability, word2vec_main)
 
-ex = pytest.mark.exercise
 GCIDE = SYSTEM_DIRS["gcide"][0] / "gcide.dict.dz"
 
 
@@ -37,7 +36,7 @@ def topic_gap(wv):
 
 
 # -- sub-sampling ---------------------------------------------------------------------------------
-@ex("embeddings.subsample_probability")
+@pytest.mark.exercise("embeddings.subsample_probability")
 def test_subsample_probability_is_gensims_formula():
     counts = np.array([500_000, 10_000, 1_000, 10])
     keep = subsample_keep_probability(counts, sample=1e-3)
@@ -48,7 +47,7 @@ def test_subsample_probability_is_gensims_formula():
     assert np.all(np.diff(keep) >= 0)                # rarer words are kept more often
 
 
-@ex("embeddings.subsample_probability")
+@pytest.mark.exercise("embeddings.subsample_probability")
 def test_subsample_probability_by_hand():
     # f = 0.01 for the first word: (sqrt(10) + 1) * 0.1 = 0.41623
     keep = subsample_keep_probability(np.array([1, 99]), sample=1e-3)
@@ -84,7 +83,7 @@ def test_context_pairs_window_one_is_the_neighbours():
 
 
 # -- the loss ---------------------------------------------------------------------------------------
-@ex("embeddings.sgns_loss")
+@pytest.mark.exercise("embeddings.sgns_loss")
 def test_sgns_loss_value_by_hand():
     v = np.array([[1.0, 0.0]])
     u = np.array([[[2.0, 5.0], [-1.0, 3.0], [0.5, 0.0]]])     # scores 2 (true), -1, 0.5 (negatives)
@@ -96,7 +95,7 @@ def test_sgns_loss_value_by_hand():
     np.testing.assert_allclose(grad_u[0], g[:, None] * v[0])
 
 
-@ex("embeddings.sgns_loss")
+@pytest.mark.exercise("embeddings.sgns_loss")
 def test_skipgram_op_gradcheck():
     rng = np.random.default_rng(1)
     w_in, w_out = rng.standard_normal((7, 4)) * 0.5, rng.standard_normal((7, 4)) * 0.5
@@ -106,7 +105,7 @@ def test_skipgram_op_gradcheck():
                  tl.tensor(w_in, dtype=tl.float64), tl.tensor(w_out, dtype=tl.float64))
 
 
-@ex("embeddings.sgns_loss")
+@pytest.mark.exercise("embeddings.sgns_loss")
 def test_cbow_op_gradcheck():
     rng = np.random.default_rng(2)
     w_in, w_out = rng.standard_normal((6, 3)) * 0.5, rng.standard_normal((6, 3)) * 0.5
@@ -118,7 +117,7 @@ def test_cbow_op_gradcheck():
                      tl.tensor(w_in, dtype=tl.float64), tl.tensor(w_out, dtype=tl.float64))
 
 
-@ex("embeddings.sgns_loss")
+@pytest.mark.exercise("embeddings.sgns_loss")
 def test_sparse_gradient_equals_dense():
     rng = np.random.default_rng(3)
     w_in = tl.tensor(rng.standard_normal((9, 5)), requires_grad=True)
