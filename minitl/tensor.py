@@ -388,11 +388,28 @@ class Tensor:
     def __ge__(self, other):
         return Tensor._wrap(self.data >= _raw(other))
 
-    def eq(self, other):
+    def __eq__(self, other):
+        """Elementwise, as in PyTorch: `(pred == y).sum()` counts matches. (Tensors hash by
+        identity, so they still work as dict keys.)"""
+        if other is None:
+            return False
         return Tensor._wrap(self.data == _raw(other))
 
-    def ne(self, other):
+    def __ne__(self, other):
+        if other is None:
+            return True
         return Tensor._wrap(self.data != _raw(other))
+
+    eq = __eq__
+    ne = __ne__
+
+    def __setitem__(self, index, value):
+        """In-place assignment into data that is not part of a graph (e.g. editing a mask)."""
+        if self.requires_grad:
+            raise RuntimeError("in-place assignment into a tensor that requires grad would be invisible "
+                               "to backward; assign into a detached copy, or use tl.where / masked_fill")
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index) if isinstance(index, tuple) else _raw(index)
+        self.data[index] = _raw(value)
 
     # --- methods mirroring PyTorch's -----------------------------------------------------------
     def sum(self, dim=None, keepdim=False):

@@ -210,3 +210,17 @@ def test_cuda_request_without_cupy_is_a_clear_error():
         pass
     with pytest.raises(tl.backend.DeviceError, match="CuPy"):
         tl.ones(2).to("cuda")
+
+
+def test_equality_is_elementwise_and_setitem_edits_plain_tensors():
+    pred = tl.tensor([1, 2, 3])
+    assert (pred == tl.tensor([1, 0, 3])).tolist() == [True, False, True]
+    assert (pred != 2).tolist() == [True, False, True]
+    assert (pred == None) is False  # noqa: E711
+    mask = tl.zeros(3)
+    mask[1] = 5.0
+    assert mask.tolist() == [0.0, 5.0, 0.0]
+    with pytest.raises(RuntimeError, match="invisible to backward"):
+        tl.zeros(3, requires_grad=True)[0] = 1.0
+    table = {pred: "ok"}  # still hashable by identity
+    assert table[pred] == "ok"
