@@ -131,7 +131,77 @@ def bench_softmax(opts) -> list[dict]:
     return rows
 
 
-SECTIONS = {"sgemm": bench_sgemm, "softmax": bench_softmax}
+# ----------------------------------------------------------------------------- training steps
+
+def _models(tl, torch):
+    """(name, minitl model, torch model, input shape) for each model benchmarked; the same
+    architecture on both sides. Models of later chapters join this list as they land."""
+    cases = [("MLP 784-512-512-10", tl.nn.Sequential(
+        tl.nn.Linear(784, 512), tl.nn.ReLU(), tl.nn.Linear(512, 512), tl.nn.ReLU(), tl.nn.Linear(512, 10)),
+        torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512),
+                            torch.nn.ReLU(), torch.nn.Linear(512, 10)), (128, 784))]
+    if hasattr(tl.nn, "Conv2d"):
+        def ours():
+            return tl.nn.Sequential(
+                tl.nn.Conv2d(1, 32, 3, padding=1), tl.nn.BatchNorm2d(32), tl.nn.ReLU(), tl.nn.MaxPool2d(2),
+                tl.nn.Conv2d(32, 64, 3, padding=1), tl.nn.BatchNorm2d(64), tl.nn.ReLU(), tl.nn.MaxPool2d(2),
+                tl.nn.Flatten(), tl.nn.Linear(64 * 7 * 7, 128), tl.nn.ReLU(), tl.nn.Linear(128, 10))
+        theirs = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(64 * 7 * 7, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+        cases.append(("CNN (issue 3)", ours(), theirs, (128, 1, 28, 28)))
+    return cases
+
+
+def bench_training(opts) -> list[dict]:
+    """One Adam step (forward, cross-entropy, backward, update) on 'cuda': minitl with its
+    own kernels, minitl on cuBLAS, and PyTorch CUDA (TF32 off)."""
+    cp = opts.cp
+    try:
+        import torch
+    except ImportError:
+        print("training section skipped: PyTorch is not installed")
+        return []
+    import minitl as tl
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    rows = []
+    for name, ours, theirs, shape in _models(tl, torch):
+        ours.to("cuda")
+        theirs = theirs.cuda()
+        x_np = cp.random.default_rng(0).standard_normal(shape, dtype=cp.float32)
+        y_np = cp.random.default_rng(1).integers(0, 10, shape[0])
+        x, y = tl.tensor(x_np), tl.tensor(y_np)
+        opt = tl.optim.Adam(ours.parameters(), lr=1e-3)
+
+        def step_ours():
+            loss = tl.nn.functional.cross_entropy(ours(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        tx, ty = torch.as_tensor(x_np, device="cuda"), torch.as_tensor(y_np, device="cuda")
+        topt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+
+        def step_theirs():
+            loss = torch.nn.functional.cross_entropy(theirs(tx), ty)
+            topt.zero_grad()
+            loss.backward()
+            topt.step()
+
+        ms_torch = time_ms(cp, step_theirs)
+        ms_ours = time_ms(cp, step_ours)
+        previous = tl.backend.use_gpu_kernels("cublas")
+        ms_cublas = time_ms(cp, step_ours)
+        tl.backend.use_gpu_kernels(previous)
+        rows.append(dict(section="training", case=f"{name}, batch {shape[0]}", torch_ms=ms_torch,
+                         minitl_ms=ms_ours, minitl_cublas_ms=ms_cublas, vs_torch=ms_torch / ms_ours))
+    return rows
+
+
+SECTIONS = {"sgemm": bench_sgemm, "softmax": bench_softmax, "training": bench_training}
 
 
 def print_table(rows: list[dict]) -> None:
