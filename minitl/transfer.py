@@ -108,11 +108,16 @@ def discriminative_param_groups(model, lr, decay=2.6):
 
 # --- training helpers -------------------------------------------------------------------------
 
-def train_steps(model, loader, optimizer, epochs, progress=False):
-    """Plain mini-batch training with cross-entropy; frozen BatchNorms stay in eval mode."""
+def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False):
+    """Plain mini-batch training with cross-entropy for `epochs` passes over `loader`, or for
+    exactly `steps` optimizer steps when given (the loader restarts as often as needed).
+    Frozen BatchNorms stay in eval mode."""
     from tqdm.auto import tqdm
 
-    for _ in tqdm(range(epochs), desc="epochs", leave=False, disable=not progress):
+    total = steps if steps is not None else epochs * len(loader)
+    done = 0
+    bar = tqdm(total=total, desc="steps", leave=False, disable=not progress)
+    while done < total:
         model.train()
         keep_frozen_batchnorm_in_eval(model)
         for x, y in loader:
@@ -120,6 +125,11 @@ def train_steps(model, loader, optimizer, epochs, progress=False):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            done += 1
+            bar.update()
+            if done == total:
+                break
+    bar.close()
     model.eval()
     return model
 
@@ -201,16 +211,17 @@ def finetune_frozen_lower(model, x, y, epochs, frozen_blocks=3, lr=1e-3, body_lr
     return train_steps(model, make_loader(x, y, batch_size), optimizer, epochs)
 
 
-def gradual_unfreezing(model, x, y, epochs_per_stage, lr=1e-3, decay=2.6, batch_size=64, stages=None):
+def gradual_unfreezing(model, x, y, epochs, lr=1e-3, decay=2.6, batch_size=64, stages=None):
     """ULMFiT's schedule: train the head alone, then unfreeze one block deeper per stage, with
-    discriminative learning rates (each block `decay` times slower than the one above).
-    `epochs_per_stage` is an int or a list, one entry per stage."""
+    discriminative learning rates (each block `decay` times slower than the one above). The
+    optimizer steps of `epochs` epochs are shared equally by the stages, so the strategy costs
+    no more steps than plain fine-tuning."""
     stages = stages or len(blocks_of(model))
-    if isinstance(epochs_per_stage, int):
-        epochs_per_stage = [epochs_per_stage] * stages
     loader = make_loader(x, y, batch_size)
-    for stage, epochs in zip(range(1, stages + 1), epochs_per_stage):
+    steps = max(stages, epochs * len(loader))
+    for stage in range(1, stages + 1):
         unfreeze_top(model, stage)
         optimizer = optim.Adam(discriminative_param_groups(model, lr, decay), lr=lr)
-        train_steps(model, loader, optimizer, epochs)
+        share = steps * stage // stages - steps * (stage - 1) // stages
+        train_steps(model, loader, optimizer, steps=share)
     return model
