@@ -55,8 +55,6 @@ def weights_path(fast=False):
 
 def pretrain(epochs=2, seed=0, fast=False, lr=2e-3, batch_size=64, progress=True):
     """Train resnet_mini on the source task; returns (model, source test accuracy)."""
-    from tqdm.auto import tqdm
-
     from .transfer import accuracy, train_steps
 
     manual_seed(seed)
@@ -67,8 +65,8 @@ def pretrain(epochs=2, seed=0, fast=False, lr=2e-3, batch_size=64, progress=True
     model = resnet_mini(len(SOURCE_CLASSES), **DEFAULT_CONFIG)
     optimizer = optim.Adam(model.parameters(), lr=lr)
     loader = DataLoader((x, y), batch_size=batch_size, shuffle=True)
-    for epoch in tqdm(range(epochs), desc="pretrain resnet-mini", disable=not progress):
-        train_steps(model, loader, optimizer, 1, progress=False)
+    for epoch in range(epochs):  # one progress bar per epoch, step by step
+        train_steps(model, loader, optimizer, 1, progress=progress)
     return model, accuracy(model, x_test, y_test)
 
 
@@ -81,7 +79,7 @@ def load_pretrained(fast=False, train_if_missing=True, epochs=None, force=False,
         return load(path)
     if not train_if_missing:
         raise FileNotFoundError(f"no pretrained resnet-mini at {path}; run `minitl pretrain resnet-mini`")
-    epochs = epochs or (1 if fast else 2)
+    epochs = epochs or 1
     start = time.perf_counter()
     model, acc = pretrain(epochs=epochs, fast=fast, progress=progress)
     record = {"weights": model.state_dict(), "config": DEFAULT_CONFIG, "source_accuracy": acc,
@@ -106,7 +104,7 @@ def pretrain_main(argv=None):
     """`minitl pretrain resnet-mini`: train (or load) the source model and report its accuracy."""
     parser = argparse.ArgumentParser(prog="minitl pretrain resnet-mini",
                                      description="Pretrain resnet_mini on Fashion-MNIST classes 0,1,5,7,8 and cache it.")
-    parser.add_argument("--epochs", type=int, default=None, help="source epochs (default 2; 1 with --fast)")
+    parser.add_argument("--epochs", type=int, default=None, help="source epochs (default 1: the five source classes are easy)")
     parser.add_argument("--fast", action="store_true", help="a small source set, for tests")
     parser.add_argument("--force", action="store_true", help="retrain even if cached")
     args = parser.parse_args(argv)

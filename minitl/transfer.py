@@ -116,7 +116,7 @@ def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False):
 
     total = steps if steps is not None else epochs * len(loader)
     done = 0
-    bar = tqdm(total=total, desc="steps", leave=False, disable=not progress)
+    bar = tqdm(total=total, desc="train steps", leave=False, disable=not progress, mininterval=5)
     while done < total:
         model.train()
         keep_frozen_batchnorm_in_eval(model)
