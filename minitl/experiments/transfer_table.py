@@ -40,7 +40,7 @@ from ..pretrained import SOURCE_CLASSES, TARGET_CLASSES, load_pretrained, task
 from ..random import manual_seed
 
 STRATEGIES = ("scratch", "feature_extraction", "finetune", "finetune_frozen_lower", "gradual_unfreezing")
-FAST_TEST_IMAGES = 1000
+FAST_TEST_IMAGES = 500
 
 
 STEPS = 200  # about this many optimizer steps per run, whatever N
@@ -55,7 +55,7 @@ def epochs_for(n_labels, fast=False):
     """Epochs giving about STEPS optimizer steps at this N (at least one pass over the data):
     32, 6 and 1 epochs at N = 100, 1,000 and 10,000."""
     epochs = max(1, round(STEPS * batch_size_for(n_labels) / n_labels))
-    return min(epochs, 8) if fast else epochs
+    return min(epochs, 5) if fast else epochs
 
 
 def head_epochs_for(n_labels, fast=False):
@@ -134,7 +134,8 @@ def run(sizes=(100, 1000, 10000), seeds=3, strategies=STRATEGIES, fast=False, js
     data = load_target(fast)
     cache = transfer.FeatureCache(pretrained_model(state, len(TARGET_CLASSES)))
     rows = []
-    jobs = [(n, s, strat) for n in sizes for s in range(seeds) for strat in strategies]
+    # seed by seed, so an interrupted run still has every N and strategy for the first seeds
+    jobs = [(n, s, strat) for s in range(seeds) for n in sizes for strat in strategies]
     bar = tqdm(jobs, desc="transfer table", disable=not progress)
     for n, seed, strategy in bar:
         bar.set_postfix(n=n, seed=seed, strategy=strategy)
@@ -206,7 +207,7 @@ def experiment_transfer_main(argv=None):
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--json", default=None, help="write the rows here as JSON")
     parser.add_argument("--figure", default="minitl_output/transfer/transfer_table.png")
-    parser.add_argument("--fast", action="store_true", help="small source model, few epochs, 1,000 test images")
+    parser.add_argument("--fast", action="store_true", help="small source model, few epochs, 500 test images")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("100" if args.fast else "100,1000,10000")).split(",")]
