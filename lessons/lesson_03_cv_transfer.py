@@ -11,8 +11,15 @@
 #   source never saw them, but it saw the edges, seams and textures they are made of.
 #
 # What you should see: the first-layer filters of the source model are small edge and blob
-# detectors; at N = 100 the pretrained strategies beat training from scratch; as N grows the
-# gap closes, because with enough labels scratch learns those features itself.
+# detectors. The chapter expects the pretrained strategies to beat training from scratch at
+# N = 100 and the gap to close as N grows. With this small ResNet and these recipes (about
+# 200 optimizer steps per run) the measured advantage is small: at N = 100 feature extraction
+# and gradual unfreezing lead scratch by about 2 points (0.663 and 0.661 against 0.643, three
+# seeds), and from N = 1,000 on scratch catches up and overtakes plain fine-tuning. A
+# BatchNorm ResNet from scratch is a strong baseline on 28x28 images; the source classes
+# (shirts, trousers, shoes, bags) share little with the look-alike pullover/coat/shirt the
+# target must tell apart. Ask yourself which recipe change would help: a longer head-only
+# warm-up, larger learning rates for the upper blocks, more steps?
 #
 # Read alongside: `minitl/ops/conv.py` (im2col convolution, pooling, batch norm),
 # `minitl/models/resnet_mini.py`, `minitl/transfer.py`, `minitl/experiments/transfer_table.py`.
