@@ -186,3 +186,14 @@ def test_task_relabels_target_classes():
     assert x.shape == (5000, 1, 28, 28) and x.dtype == np.float32
     np.testing.assert_array_equal(np.bincount(y), [1000] * 5)
     assert abs(float(x.mean())) < 0.5
+
+
+def test_command_line_entry_points(tmp_path, monkeypatch, capsys):
+    from minitl import pretrained
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(pretrained, "pretrain", lambda **kw: (tl.models.resnet_mini(5), 0.875))
+    assert pretrained.pretrain_main(["--fast"]) == 0
+    assert "source test accuracy (classes 0,1,5,7,8): 0.8750" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        table.experiment_transfer_main(["--fast", "--strategies", "no_such_strategy"])
