@@ -172,17 +172,21 @@ class MaxPool2d(Function):
         arg = flat.argmax(axis=-1)  # first maximum on ties, as PyTorch
         ctx.save_for_backward(arg)
         ctx.geometry = (x.shape, kernel, stride, (ph, pw))
+        ctx.channels_last = x.transpose(0, 2, 3, 1).flags.c_contiguous  # NHWC memory, as after a conv
         return xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
 
     @staticmethod
     def backward(ctx, grad):
         (arg,) = ctx.saved_tensors
         padded_shape, (kh, kw), (sh, sw), (ph, pw) = ctx.geometry
-        # BEGIN EXERCISE vision.maxpool_backward
-        # hint: loop over the kh*kw offsets (i, j): the window (y, x) read pixel (sh*y + i, sw*x + j); add grad where arg == i*kw + j into that strided slice of a zero gradient (windows may overlap, so add, don't assign)
         xp = xp_of(grad)
+        n, c, hp, wp = padded_shape
+        # the gradient takes the input's memory layout, so the layers below keep theirs
+        dx = (xp.zeros((n, hp, wp, c), dtype=grad.dtype).transpose(0, 3, 1, 2) if ctx.channels_last
+              else xp.zeros(padded_shape, dtype=grad.dtype))
+        # BEGIN EXERCISE vision.maxpool_backward
+        # hint: loop over the kh*kw offsets (i, j): the window (y, x) read pixel (sh*y + i, sw*x + j); add grad where arg == i*kw + j into that strided slice of dx (windows may overlap, so add, don't assign)
         ho, wo = arg.shape[2:]
-        dx = xp.zeros(padded_shape, dtype=grad.dtype)
         for i in range(kh):
             for j in range(kw):
                 dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += grad * (arg == i * kw + j)
@@ -254,45 +258,72 @@ class AdaptiveAvgPool2d(Function):
         return dx
 
 
+def channels_last_2d(a):
+    """(N, C, ...) -> (N*..., C): every channel a column. Free when `a` is NHWC in memory (as
+    conv outputs are), one copy otherwise; reductions down axis 0 are then fast, contiguous."""
+    if a.ndim == 2:
+        return a
+    order = (0,) + tuple(range(2, a.ndim)) + (1,)
+    return a.transpose(order).reshape(-1, a.shape[1])
+
+
+def from_channels_last_2d(a2, shape):
+    """The inverse of channels_last_2d: an (N, C, ...) view of the (N*..., C) array."""
+    if len(shape) == 2:
+        return a2
+    nd = len(shape)
+    last = a2.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
+    return last.transpose((0, nd - 1) + tuple(range(1, nd - 1)))
+
+
 class BatchNorm(Function):
     """Batch normalisation over every axis but the channel axis 1 (Ioffe & Szegedy 2015):
 
         xhat = (x - mean) / sqrt(var + eps),   y = gamma * xhat + beta                 (eq. BN)
 
     In training, mean and var are the (biased) statistics of this batch, and the gradient flows
-    through them too; in evaluation they are the running statistics, constants.
+    through them too; in evaluation they are the running statistics, constants. The work is
+    done on an (N*H*W, C) channels-last matrix, so each statistic is a column reduction.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mean, var, eps=1e-5, batch_stats=True):
+    def forward(ctx, x, weight, bias, mean=None, var=None, eps=1e-5, stats_out=None):
         xp = xp_of(x)
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcasts a per-channel vector
-        rstd = 1.0 / xp.sqrt(var + eps)
-        xhat = (x - mean.reshape(shape)) * rstd.reshape(shape)
+        x2 = channels_last_2d(x)
+        ctx.batch_stats = mean is None
+        if ctx.batch_stats:  # this batch's statistics, handed back for the running averages
+            mean = x2.mean(axis=0)
+            centered = x2 - mean
+            var = (centered * centered).mean(axis=0)
+            if stats_out is not None:
+                stats_out.update(mean=mean, var=var, count=x2.shape[0])
+        else:
+            centered = x2 - mean
+        rstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+        xhat = centered * rstd
         ctx.save_for_backward(xhat, rstd, weight)
-        ctx.axes, ctx.shape, ctx.batch_stats = axes, shape, batch_stats
-        return xhat * weight.reshape(shape) + bias.reshape(shape)
+        ctx.shape = x.shape
+        return from_channels_last_2d(xhat * weight + bias, x.shape)
 
     @staticmethod
     def backward(ctx, grad):
         xhat, rstd, weight = ctx.saved_tensors
-        axes, shape = ctx.axes, ctx.shape
         needs = ctx.needs_input_grad
+        grad = channels_last_2d(grad)
         grad_x = grad_w = grad_b = None
         # BEGIN EXERCISE vision.batchnorm_backward
-        # hint: with g = grad * gamma: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) over the batch and spatial axes when the batch statistics were used, just rstd * g with running statistics; dgamma = sum(grad * xhat), dbeta = sum(grad)
+        # hint: everything is an (N*H*W, C) matrix here and statistics are means down axis 0. With g = grad * gamma: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) when the batch statistics were used, just rstd * g with running statistics; dgamma = sum(grad * xhat), dbeta = sum(grad)
         if needs[0]:
-            g = grad * weight.reshape(shape)
+            g = grad * weight
             if ctx.batch_stats:
-                grad_x = rstd.reshape(shape) * (g - g.mean(axis=axes, keepdims=True)
-                                                - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+                grad_x = rstd * (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))
             else:
-                grad_x = g * rstd.reshape(shape)
+                grad_x = g * rstd
+            grad_x = from_channels_last_2d(grad_x, ctx.shape)
         if needs[1]:
-            grad_w = (grad * xhat).sum(axis=axes)
+            grad_w = (grad * xhat).sum(axis=0)
         if needs[2]:
-            grad_b = grad.sum(axis=axes)
+            grad_b = grad.sum(axis=0)
         # END EXERCISE
         return grad_x, grad_w, grad_b
 
@@ -333,18 +364,17 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if bias is None:
         bias = Tensor(xp.zeros(channels, dtype=data.dtype))
     use_batch = training or running_mean is None
+    if use_batch and data.size // channels < 2 and training:
+        raise ValueError(f"batch_norm needs more than one value per channel in training, got input {data.shape}")
+    stats = {}
     if use_batch:
-        axes = (0,) + tuple(range(2, data.ndim))
-        count = data.size // channels
-        if count < 2 and training:
-            raise ValueError(f"batch_norm needs more than one value per channel in training, got input {data.shape}")
-        mean = data.mean(axis=axes)
-        var = data.var(axis=axes)
-        if training and running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += (momentum * count / max(count - 1, 1)) * var
+        out = BatchNorm.apply(x, weight, bias, eps=eps, stats_out=stats)
     else:
-        mean, var = running_mean, running_var
-    return BatchNorm.apply(x, weight, bias, mean, var, eps=eps, batch_stats=use_batch)
+        out = BatchNorm.apply(x, weight, bias, running_mean, running_var, eps=eps)
+    if training and running_mean is not None:
+        count = stats["count"]
+        running_mean *= 1 - momentum
+        running_mean += momentum * stats["mean"]
+        running_var *= 1 - momentum
+        running_var += (momentum * count / max(count - 1, 1)) * stats["var"]
+    return out
