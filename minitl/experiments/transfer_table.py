@@ -19,11 +19,11 @@ images for feature extraction; the cached test-set features are shared by all ru
     python -m minitl.experiments.transfer_table --sizes 100,1000,10000 --seeds 3 --json rows.json
     (wired to `minitl experiment transfer`)
 
-Measured (3 seeds, 2 shared cores, 1,489 s): at N = 100 feature extraction 0.663 +- 0.013 and
-gradual unfreezing 0.661 +- 0.022 beat scratch 0.643 +- 0.015, fine-tuning 0.651 +- 0.028 is
-level with it, and finetune_frozen_lower 0.635 +- 0.021 falls below; at N = 1,000 and 10,000
-scratch (0.745, 0.770) is ahead of every pretrained strategy but gradual unfreezing (0.742,
-0.753). The recipes are untuned; see lesson 3.
+Measured (3 seeds, 2 shared cores, 769 s): at N = 100 feature extraction 0.663 +- 0.013 and
+gradual unfreezing 0.661 +- 0.022 beat scratch 0.646 +- 0.016, fine-tuning 0.651 +- 0.028 is
+level with it, and finetune_frozen_lower 0.635 +- 0.021 falls below; at N = 1,000 gradual
+unfreezing 0.742 +- 0.006 leads scratch 0.727 +- 0.044 and fine-tuning 0.721 +- 0.006 trails
+it; at N = 10,000 scratch 0.762 leads every pretrained strategy. The recipes are untuned; see lesson 3.
 
 Every run gets about the same number of optimizer steps (STEPS): 32, 6 and 1 epochs at
 N = 100, 1,000 and 10,000 with batches of 16, 32 and 64; gradual unfreezing shares the same
