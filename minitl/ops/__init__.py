@@ -14,6 +14,7 @@ from .linalg import Linear, MatMul
 from .nn_ops import CrossEntropy, Dropout, Embedding, LayerNorm, LogSoftmax, Softmax
 from .reduce import Max, Mean, Sum, normalize_axes
 from .shape import Concat, Expand, GetItem, Pad, Permute, Reshape, Where
+from .conv import adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d  # noqa: F401  (vision)
 
 
 def _tensor(x):

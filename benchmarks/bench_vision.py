@@ -1,0 +1,147 @@
+"""minitl's vision layers against PyTorch CPU, in one run, both float32 on the same threads.
+
+1. conv2d forward + backward (input, weight and bias gradients) on layer shapes of the
+   chapter's networks;
+2. one Adam training step at batch 128 on 1x28x28 of the issue's CNN:
+   conv(1->32, 3x3, pad 1)-BN-ReLU-maxpool2, conv(32->64, 3x3, pad 1)-BN-ReLU-maxpool2,
+   Linear(64*7*7->128)-ReLU-Linear(128->10)  (forward, cross-entropy, backward, update).
+
+    python benchmarks/bench_vision.py [--threads N] [--repeat R] [--json PATH]
+
+Goal (issue 3): the CNN step at most 2x PyTorch's time. The two sides are timed interleaved
+so that drifting machine load hits both alike; the best of three rounds is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+CONV_SHAPES = [  # (batch, in_channels, size, out_channels, kernel, stride, padding)
+    (128, 1, 28, 32, 3, 1, 1),
+    (128, 32, 14, 64, 3, 1, 1),
+    (64, 16, 28, 16, 3, 1, 1),
+    (64, 32, 14, 64, 3, 2, 1),
+]
+
+
+def timed(fn, repeat, inner):
+    """Median over `repeat` runs of the mean time of `inner` calls, in seconds."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def conv_cases(shape, rng):
+    import torch
+
+    import minitl as tl
+
+    n, c, size, o, k, s, p = shape
+    x_np = rng.standard_normal((n, c, size, size)).astype(np.float32)
+    w_np = (rng.standard_normal((o, c, k, k)) * 0.1).astype(np.float32)
+    b_np = rng.standard_normal(o).astype(np.float32)
+    x, w, b = (tl.tensor(a, requires_grad=True) for a in (x_np, w_np, b_np))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x_np, w_np, b_np))
+    out_shape = tl.nn.functional.conv2d(x, w, b, s, p).shape
+    g_np = rng.standard_normal(out_shape).astype(np.float32)
+    tg = torch.from_numpy(g_np)
+
+    def ours():
+        x.grad = w.grad = b.grad = None
+        tl.nn.functional.conv2d(x, w, b, s, p).backward(g_np)
+
+    def peer():
+        tx.grad = tw.grad = tb.grad = None
+        torch.nn.functional.conv2d(tx, tw, tb, s, p).backward(tg)
+
+    return ours, peer
+
+
+def cnn_cases(rng):
+    import torch
+
+    import minitl as tl
+
+    x_np = rng.standard_normal((128, 1, 28, 28)).astype(np.float32)
+    y_np = rng.integers(0, 10, 128).astype(np.int64)
+    tl.manual_seed(0)
+    model = tl.models.small_cnn(10)
+    ref = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(64 * 7 * 7, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()}, strict=False)
+    opt = tl.optim.Adam(model.parameters(), lr=1e-3)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
+    x, y = tl.tensor(x_np), tl.tensor(y_np)
+    tx, ty = torch.from_numpy(x_np), torch.from_numpy(y_np)
+
+    def ours():
+        loss = tl.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def peer():
+        loss = torch.nn.functional.cross_entropy(ref(tx), ty)
+        ref_opt.zero_grad()
+        loss.backward()
+        ref_opt.step()
+
+    return ours, peer
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        sys.exit("bench_vision needs PyTorch as the peer: pip install -e .[oracle]")
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    cases = []
+    for shape in CONV_SHAPES:
+        n, c, size, o, k, s, p = shape
+        cases.append((f"conv {c}->{o} {k}x{k} s{s} {size}x{size} b{n}", *conv_cases(shape, rng), 3))
+    cases.append(("CNN Adam step b128", *cnn_cases(rng), 3))
+
+    results = {}
+    with threadpool_limits(limits=args.threads):
+        for name, ours, peer, inner in cases:
+            t_ours, t_peer = [], []
+            for _ in range(3):
+                t_ours.append(timed(ours, args.repeat, inner))
+                t_peer.append(timed(peer, args.repeat, inner))
+            results[name] = {"minitl_s": min(t_ours), "torch_s": min(t_peer)}
+
+    print(f"minitl vs PyTorch {torch.__version__} CPU, float32, {args.threads} thread(s), numpy {np.__version__}")
+    print(f"{'case (forward + backward)':<34}{'minitl':>11}{'PyTorch':>11}{'ratio':>8}")
+    for name, r in results.items():
+        r["ratio"] = r["minitl_s"] / r["torch_s"]
+        print(f"{name:<34}{r['minitl_s'] * 1e3:>8.1f} ms{r['torch_s'] * 1e3:>8.1f} ms{r['ratio']:>7.2f}x")
+    print("goal: CNN Adam step <= 2x PyTorch")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": args.threads, "results": results}, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

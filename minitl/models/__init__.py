@@ -1,0 +1,2 @@
+"""`minitl.models`: ready-made networks of the chapter (torchvision-style constructors)."""
+from .resnet_mini import BasicBlock, ResNetMini, resnet_mini, small_cnn  # noqa: F401

@@ -1,0 +1,380 @@
+"""Convolution, pooling and batch normalisation: the layers of the vision sections.
+
+Chapter: "Transfer learning in computer vision" — the conv nets whose lower layers learn edges
+and textures that transfer between tasks.
+
+Convolution is computed the way most CPU libraries do it, by *im2col*: every k x k patch of the
+input becomes one row of a matrix, so the whole convolution is ONE matrix product
+
+    out[n, y, x, o] = sum_{i, j, c} x_pad[n, s*y + i, s*x + j, c] * W[o, c, i, j] + b[o]   (eq. conv)
+                    = (cols @ W_mat^T)[n*y*x, o]
+
+The patches are read through a strided *view* (`sliding_window_view`), so no Python loop ever
+walks over pixels; one copy turns the view into the `cols` matrix that the matmul wants.
+
+Layout. Tensors are NCHW on the outside, as in PyTorch. Inside, the patch matrix is built from
+an NHWC copy so that the innermost axis of each patch row is the channel axis: the copy reads
+contiguous runs of C floats, and the conv's output (N*Ho*Wo, O) is already NHWC in memory. We
+return it as an NCHW *view* of that memory (a transpose costs nothing), and the next conv
+turns it back into NHWC for free. Element-wise ops in between (BatchNorm, ReLU) keep the
+memory order of their input, so a whole network runs NHWC in memory without any layout copy.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import backend
+from ..backend import xp_of
+from ..tensor import Function
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def conv_output_size(size, kernel, stride, padding):
+    """floor((size + 2 * padding - kernel) / stride) + 1: how many windows fit along one axis."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out <= 0:
+        raise ValueError(f"kernel {kernel} with padding {padding} does not fit an input of size {size}")
+    return out
+
+
+def pad_nhwc(x_nchw, ph, pw):
+    """The NCHW input as a zero-padded NHWC array (a fresh, contiguous copy)."""
+    xp = xp_of(x_nchw)
+    n, c, h, w = x_nchw.shape
+    out = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nchw.dtype)
+    out[:, ph:ph + h, pw:pw + w, :] = x_nchw.transpose(0, 2, 3, 1)
+    return out
+
+
+def windows(x, kernel, stride, axes):
+    """A strided view of every (kh, kw) window of `x` along `axes`, stepping by `stride`.
+    The window axes are appended at the end: no data is copied."""
+    kh, kw = kernel
+    sh, sw = stride
+    xp = xp_of(x)
+    view = (sliding_window_view if xp is np else xp.lib.stride_tricks.sliding_window_view)(x, (kh, kw), axis=axes)
+    index = [slice(None)] * view.ndim
+    index[axes[0]], index[axes[1]] = slice(None, None, sh), slice(None, None, sw)
+    return view[tuple(index)]
+
+
+def im2col(x, kernel, stride, padding):
+    """The patch matrix of `x` (N, C, H, W): shape (N*Ho*Wo, kh*kw*C), rows ordered (n, y, x)
+    and columns (i, j, c). Returns it and (Ho, Wo)."""
+    # BEGIN EXERCISE vision.conv2d_im2col
+    # hint: pad into NHWC with pad_nhwc, take windows(x_pad, kernel, stride, axes=(1, 2)) -> (N, Ho, Wo, C, kh, kw), move C last with transpose(0, 1, 2, 4, 5, 3) and reshape to (N*Ho*Wo, kh*kw*C)
+    n = x.shape[0]
+    x_pad = pad_nhwc(x, *padding)
+    patches = windows(x_pad, kernel, stride, axes=(1, 2))  # (N, Ho, Wo, C, kh, kw), a view
+    ho, wo = patches.shape[1], patches.shape[2]
+    cols = patches.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, -1)  # the one copy
+    return cols, (ho, wo)
+    # END EXERCISE
+
+
+def col2im(dpatches, x_shape, kernel, stride, padding, out_hw):
+    """The adjoint of im2col: add every patch's gradient back onto the pixels it was read from.
+
+    dpatches: (kh*kw, N*Ho*Wo, C), the gradient of the patch entries offset by offset, so each
+    offset's slice is one contiguous block. A pixel covered by several windows receives the
+    sum of their gradients. One vectorised slice-add per kernel offset (kh*kw of them), never
+    a loop over pixels. Returns the gradient as an NCHW view of NHWC memory."""
+    n, c, h, w = x_shape
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    ho, wo = out_hw
+    xp = xp_of(dpatches)
+    d = dpatches.reshape(kh, kw, n, ho, wo, c)
+    dx_pad = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dpatches.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            # window (y, x) read pixel (s*y + i, s*x + j) at offset (i, j)
+            dx_pad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += d[i, j]
+    return dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
+
+
+def weight_matrix(weight):
+    """W (O, C, kh, kw) as the (O, kh*kw*C) matrix whose column order matches im2col's."""
+    o = weight.shape[0]
+    return weight.transpose(0, 2, 3, 1).reshape(o, -1)
+
+
+class Conv2d(Function):
+    """2-D cross-correlation (what deep learning calls convolution), eq. (conv) above.
+
+    x: (N, C, H, W), weight: (O, C, kh, kw), optional bias: (O,). Output (N, O, Ho, Wo).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, stride=1, padding=0):
+        if x.ndim != 4 or weight.ndim != 4:
+            raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C, kh, kw), got shapes "
+                             f"{x.shape} and {weight.shape}")
+        if x.shape[1] != weight.shape[1]:
+            raise ValueError(f"conv2d: input has {x.shape[1]} channels (shape {x.shape}) but the weight "
+                             f"expects {weight.shape[1]} (shape {weight.shape})")
+        stride, padding = _pair(stride), _pair(padding)
+        kernel = weight.shape[2:]
+        for size, k, s, p in zip(x.shape[2:], kernel, stride, padding):
+            conv_output_size(size, k, s, p)
+        cols, (ho, wo) = im2col(x, kernel, stride, padding)
+        w_mat = weight_matrix(weight)
+        out = backend.matmul(cols, w_mat.T)  # (N*Ho*Wo, O): NHWC in memory
+        if bias is not None:
+            out += bias
+        ctx.save_for_backward(cols, w_mat, weight)
+        ctx.geometry = (x.shape, weight.shape, kernel, stride, padding, (ho, wo))
+        ctx.has_bias = bias is not None
+        return out.reshape(x.shape[0], ho, wo, -1).transpose(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cols, w_mat, weight = ctx.saved_tensors
+        x_shape, w_shape, kernel, stride, padding, out_hw = ctx.geometry
+        needs = ctx.needs_input_grad
+        # BEGIN EXERCISE vision.conv2d_backward
+        # hint: out = cols @ W_mat^T, so with g = grad as an (N*Ho*Wo, O) matrix (transpose to NHWC first): dW_mat = g^T @ cols; dcols = g @ W_mat, computed per kernel offset as g @ W[:, :, i, j] (a (kh*kw, O, C) stack) and handed to col2im; dbias = sum of g over rows; undo weight_matrix's (O, kh, kw, C) order for dW
+        o = w_shape[0]
+        g = grad.transpose(0, 2, 3, 1).reshape(-1, o)  # free when grad is NHWC in memory
+        grad_x = grad_w = grad_b = None
+        if needs[0]:
+            # dcols = g @ W_mat, one (O, C) block of W per kernel offset: each offset's patch
+            # gradient comes out contiguous, which makes col2im's slice-adds twice as fast
+            w_offsets = weight.transpose(2, 3, 0, 1).reshape(kernel[0] * kernel[1], o, w_shape[1])
+            grad_x = col2im(backend.matmul(g, w_offsets), x_shape, kernel, stride, padding, out_hw)
+        if needs[1]:
+            grad_w = backend.matmul(g.T, cols).reshape(o, kernel[0], kernel[1], w_shape[1]).transpose(0, 3, 1, 2)
+        if ctx.has_bias and needs[2]:
+            grad_b = g.sum(axis=0)
+        # END EXERCISE
+        return (grad_x, grad_w, grad_b) if ctx.has_bias else (grad_x, grad_w)
+
+
+class MaxPool2d(Function):
+    """The largest value of each k x k window; the gradient flows to that one element only."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride=None, padding=0):
+        kernel = _pair(kernel_size)
+        stride = kernel if stride is None else _pair(stride)
+        ph, pw = _pair(padding)
+        xp = xp_of(x)
+        if ph or pw:  # padding with -inf never wins a max
+            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        win = windows(x, kernel, stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw)
+        n, c, ho, wo = win.shape[:4]
+        flat = win.reshape(n, c, ho, wo, -1)
+        arg = flat.argmax(axis=-1)  # first maximum on ties, as PyTorch
+        ctx.save_for_backward(arg)
+        ctx.geometry = (x.shape, kernel, stride, (ph, pw))
+        ctx.channels_last = x.transpose(0, 2, 3, 1).flags.c_contiguous  # NHWC memory, as after a conv
+        return xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (arg,) = ctx.saved_tensors
+        padded_shape, (kh, kw), (sh, sw), (ph, pw) = ctx.geometry
+        xp = xp_of(grad)
+        n, c, hp, wp = padded_shape
+        # the gradient takes the input's memory layout, so the layers below keep theirs
+        dx = (xp.zeros((n, hp, wp, c), dtype=grad.dtype).transpose(0, 3, 1, 2) if ctx.channels_last
+              else xp.zeros(padded_shape, dtype=grad.dtype))
+        # BEGIN EXERCISE vision.maxpool_backward
+        # hint: loop over the kh*kw offsets (i, j): the window (y, x) read pixel (sh*y + i, sw*x + j); add grad where arg == i*kw + j into that strided slice of dx (windows may overlap, so add, don't assign)
+        ho, wo = arg.shape[2:]
+        for i in range(kh):
+            for j in range(kw):
+                dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += grad * (arg == i * kw + j)
+        h, w = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
+        return dx[:, :, ph:ph + h, pw:pw + w]
+        # END EXERCISE
+
+
+class AvgPool2d(Function):
+    """The mean of each k x k window (zero padding counted, PyTorch's default); each input of a
+    window receives 1/(kh*kw) of the window's gradient."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride=None, padding=0):
+        kernel = _pair(kernel_size)
+        stride = kernel if stride is None else _pair(stride)
+        ph, pw = _pair(padding)
+        xp = xp_of(x)
+        if ph or pw:
+            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        out = windows(x, kernel, stride, axes=(2, 3)).mean(axis=(-2, -1))
+        ctx.geometry = (x.shape, kernel, stride, (ph, pw))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        padded_shape, (kh, kw), (sh, sw), (ph, pw) = ctx.geometry
+        xp = xp_of(grad)
+        ho, wo = grad.shape[2:]
+        dx = xp.zeros(padded_shape, dtype=grad.dtype)
+        share = grad / (kh * kw)
+        for i in range(kh):
+            for j in range(kw):
+                dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += share
+        h, w = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
+        return dx[:, :, ph:ph + h, pw:pw + w]
+
+
+def adaptive_bins(size, out):
+    """PyTorch's adaptive pooling bins along one axis: bin k covers
+    [floor(k*size/out), ceil((k+1)*size/out))."""
+    return [((k * size) // out, -((-(k + 1) * size) // out)) for k in range(out)]
+
+
+class AdaptiveAvgPool2d(Function):
+    """Average pooling to a fixed output size whatever the input size; (1, 1) is the global
+    average pool that ends a ResNet. The loop is over output cells (a handful), not pixels."""
+
+    @staticmethod
+    def forward(ctx, x, output_size):
+        oh, ow = _pair(output_size)
+        xp = xp_of(x)
+        rows, cols = adaptive_bins(x.shape[2], oh), adaptive_bins(x.shape[3], ow)
+        out = xp.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+        for a, (r0, r1) in enumerate(rows):
+            for b, (c0, c1) in enumerate(cols):
+                out[:, :, a, b] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+        ctx.geometry = (x.shape, rows, cols)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, rows, cols = ctx.geometry
+        xp = xp_of(grad)
+        dx = xp.zeros(shape, dtype=grad.dtype)
+        for a, (r0, r1) in enumerate(rows):
+            for b, (c0, c1) in enumerate(cols):
+                dx[:, :, r0:r1, c0:c1] += (grad[:, :, a, b] / ((r1 - r0) * (c1 - c0)))[:, :, None, None]
+        return dx
+
+
+def channels_last_2d(a):
+    """(N, C, ...) -> (N*..., C): every channel a column. Free when `a` is NHWC in memory (as
+    conv outputs are), one copy otherwise; reductions down axis 0 are then fast, contiguous."""
+    if a.ndim == 2:
+        return a
+    order = (0,) + tuple(range(2, a.ndim)) + (1,)
+    return a.transpose(order).reshape(-1, a.shape[1])
+
+
+def from_channels_last_2d(a2, shape):
+    """The inverse of channels_last_2d: an (N, C, ...) view of the (N*..., C) array."""
+    if len(shape) == 2:
+        return a2
+    nd = len(shape)
+    last = a2.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],))
+    return last.transpose((0, nd - 1) + tuple(range(1, nd - 1)))
+
+
+class BatchNorm(Function):
+    """Batch normalisation over every axis but the channel axis 1 (Ioffe & Szegedy 2015):
+
+        xhat = (x - mean) / sqrt(var + eps),   y = gamma * xhat + beta                 (eq. BN)
+
+    In training, mean and var are the (biased) statistics of this batch, and the gradient flows
+    through them too; in evaluation they are the running statistics, constants. The work is
+    done on an (N*H*W, C) channels-last matrix, so each statistic is a column reduction.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean=None, var=None, eps=1e-5, stats_out=None):
+        xp = xp_of(x)
+        x2 = channels_last_2d(x)
+        ctx.batch_stats = mean is None
+        if ctx.batch_stats:  # this batch's statistics, handed back for the running averages
+            mean = x2.mean(axis=0)
+            centered = x2 - mean
+            var = (centered * centered).mean(axis=0)
+            if stats_out is not None:
+                stats_out.update(mean=mean, var=var, count=x2.shape[0])
+        else:
+            centered = x2 - mean
+        rstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+        xhat = centered * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.shape = x.shape
+        return from_channels_last_2d(xhat * weight + bias, x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rstd, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grad = channels_last_2d(grad)
+        grad_x = grad_w = grad_b = None
+        # BEGIN EXERCISE vision.batchnorm_backward
+        # hint: everything is an (N*H*W, C) matrix here and statistics are means down axis 0. With g = grad * gamma: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) when the batch statistics were used, just rstd * g with running statistics; dgamma = sum(grad * xhat), dbeta = sum(grad)
+        if needs[0]:
+            g = grad * weight
+            if ctx.batch_stats:
+                grad_x = rstd * (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))
+            else:
+                grad_x = g * rstd
+            grad_x = from_channels_last_2d(grad_x, ctx.shape)
+        if needs[1]:
+            grad_w = (grad * xhat).sum(axis=0)
+        if needs[2]:
+            grad_b = grad.sum(axis=0)
+        # END EXERCISE
+        return grad_x, grad_w, grad_b
+
+
+# --- functional forms (re-exported by minitl.nn.functional) -------------------------------------
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """F.conv2d: x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None."""
+    if bias is None:
+        return Conv2d.apply(x, weight, stride=stride, padding=padding)
+    return Conv2d.apply(x, weight, bias, stride=stride, padding=padding)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    return MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    return AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    return AdaptiveAvgPool2d.apply(x, output_size=output_size)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """F.batch_norm, PyTorch's signature. In training it normalises with the batch statistics
+    and updates the running ones in place (an exponential moving average with factor
+    `momentum`; the running variance uses the unbiased estimate, as PyTorch does). In
+    evaluation it normalises with the running statistics."""
+    from ..tensor import Tensor
+
+    data = x.data
+    xp = xp_of(data)
+    channels = data.shape[1]
+    if weight is None:
+        weight = Tensor(xp.ones(channels, dtype=data.dtype))
+    if bias is None:
+        bias = Tensor(xp.zeros(channels, dtype=data.dtype))
+    use_batch = training or running_mean is None
+    if use_batch and data.size // channels < 2 and training:
+        raise ValueError(f"batch_norm needs more than one value per channel in training, got input {data.shape}")
+    stats = {}
+    if use_batch:
+        out = BatchNorm.apply(x, weight, bias, eps=eps, stats_out=stats)
+    else:
+        out = BatchNorm.apply(x, weight, bias, running_mean, running_var, eps=eps)
+    if training and running_mean is not None:
+        count = stats["count"]
+        running_mean *= 1 - momentum
+        running_mean += momentum * stats["mean"]
+        running_var *= 1 - momentum
+        running_var += (momentum * count / max(count - 1, 1)) * stats["var"]
+    return out
