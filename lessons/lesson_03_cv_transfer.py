@@ -40,36 +40,7 @@ from minitl.data import FASHION_MNIST_CLASSES  # noqa: E402
 from minitl.experiments import transfer_table as table  # noqa: E402
 from minitl.pretrained import SOURCE_CLASSES, TARGET_CLASSES, load_pretrained, task  # noqa: E402
 
-try:
-    from minitl import report
-except ImportError:  # a stand-in until minitl.report is merged (same names, prints only)
-    import os
-    import types
-    from pathlib import Path
-
-    def _output_dir(slug):
-        path = Path(os.environ.get("MINITL_OUTPUT", "minitl_output")) / slug
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _figure(fig, name, caption=""):
-        path = _output_dir("lesson_03_cv_transfer") / f"{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"[figure] {path}: {caption}")
-        return path
-
-    def _table(rows, headers, title=None):
-        lines = ([f"**{title}**"] if title else []) + ["| " + " | ".join(headers) + " |",
-                                                        "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
-        print("\n".join(lines))
-        return "\n".join(lines)
-
-    report = types.SimpleNamespace(
-        fast_mode=lambda: os.environ.get("MINITL_FAST", "").strip().lower() in ("1", "true", "yes", "on"),
-        output_dir=_output_dir, figure=_figure, table=_table,
-        metric=lambda name, value: print(f"[metric] {name} = {value}"), note=print)
+from minitl import report
 
 out = report.output_dir("lesson_03_cv_transfer")
 print("figures go to", out)

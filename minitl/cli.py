@@ -156,20 +156,34 @@ DELEGATED = {
     "word2vec": ("minitl.embeddings.word2vec", "word2vec_main",
                  "train word2vec (skip-gram/CBOW) on GCIDE or a text file and evaluate it"),
     "glove": ("minitl.embeddings.glove", "glove_main", "train GloVe vectors and evaluate them"),
+    "pretrain": ({"resnet-mini": ("minitl.pretrained", "pretrain_main")},
+                 "pretrain a model on the source task and cache it: pretrain resnet-mini"),
+    "experiment": ({"transfer": ("minitl.experiments.transfer_table", "experiment_transfer_main"),
+                    "fashion-cnn": ("minitl.experiments.fashion_cnn", "main")},
+                   "run a chapter experiment: experiment transfer | fashion-cnn"),
 }
 
 
 def _delegate(name, rest) -> int:
     import importlib
 
-    module, function, _ = DELEGATED[name]
+    entry = DELEGATED[name]
+    if isinstance(entry[0], dict):  # a family: `minitl experiment transfer ...`
+        targets = entry[0]
+        if not rest or rest[0] not in targets:
+            print(f"usage: minitl {name} {{{','.join(targets)}}} [options]  (--help after the name for its options)",
+                  file=sys.stderr)
+            return 2
+        (module, function), rest = targets[rest[0]], rest[1:]
+    else:
+        module, function, _ = entry
     result = getattr(importlib.import_module(module), function)(list(rest))
     return int(result or 0)
 
 
 def add_delegated_parsers(subparsers) -> None:
-    for name, (_, _, help_text) in DELEGATED.items():
-        parser = subparsers.add_parser(name, help=help_text, add_help=False)
+    for name, entry in DELEGATED.items():
+        parser = subparsers.add_parser(name, help=entry[-1], add_help=False)
         parser.add_argument("rest", nargs=argparse.REMAINDER)
         parser.set_defaults(func=lambda args, name=name: _delegate(name, args.rest))
 
