@@ -108,6 +108,19 @@ def test_skipgram_op_gradcheck():
 
 
 @pytest.mark.exercise("embeddings.sgns_loss")
+def test_skipgram_skips_negatives_equal_to_the_context():
+    # gensim skips a negative that is the pair's own context word: the loss and gradients are
+    # those of the pair without that column
+    rng = np.random.default_rng(8)
+    w_in, w_out = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    with_collision = SkipGramNegativeSampling.apply(
+        tl.tensor(w_in, dtype=tl.float64), tl.tensor(w_out, dtype=tl.float64),
+        np.array([0]), np.array([[4, 4, 1]]), sparse=False)
+    expected, _, _ = sgns_loss(w_in[[0]], w_out[[[4, 1]]])
+    assert float(with_collision.data) == pytest.approx(expected)
+
+
+@pytest.mark.exercise("embeddings.sgns_loss")
 def test_cbow_op_gradcheck():
     rng = np.random.default_rng(2)
     w_in, w_out = rng.standard_normal((6, 3)) * 0.5, rng.standard_normal((6, 3)) * 0.5

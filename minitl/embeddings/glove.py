@@ -160,23 +160,37 @@ class GloVe:
         return self
 
     def fit(self, sentences=None, epochs=None):
-        """Count (unless :meth:`count` ran) and train; returns self."""
-        from tqdm.auto import tqdm
+        """Count (unless :meth:`count` ran), start fresh vectors and train them; returns self."""
         if sentences is not None or not hasattr(self, "rows"):
             self.count(sentences)
-        vocab = self.corpus.vocab
-        self.model = GloVeModel(len(vocab), self.vector_size, self.rng)
-        optimizer = SparseAdagrad(self.model.parameters(), lr=self.learning_rate)
+        self.model = GloVeModel(len(self.corpus.vocab), self.vector_size, self.rng)
+        # glove.c's AdaGrad: G starts at 1 and accumulates (lr * g)^2, and the step is
+        # lr * g / sqrt(G) = g / sqrt(1 / lr^2 + sum g^2). That is textbook AdaGrad with a step size
+        # of 1 and an accumulator that starts at 1 / lr^2 (400 for lr = 0.05): steps stay near
+        # lr * g until a row's squared gradients add up to about 1 / lr^2, and only then shrink.
+        self.optimizer = SparseAdagrad(self.model.parameters(), lr=1.0,
+                                       initial_accumulator_value=1.0 / self.learning_rate ** 2)
+        self.epoch_seconds, self.losses = [], []
+        return self.train(epochs)
+
+    def train(self, epochs=None):
+        """``epochs`` more passes (default ``self.epochs``) over the triples; returns self."""
+        from tqdm.auto import tqdm
+        vocab, optimizer = self.corpus.vocab, self.optimizer
         log_x = np.log(self.values).astype(np.float32)
         weight = glove_weighting(self.values, self.x_max, self.alpha).astype(np.float32)
         n = len(self.values)
         for epoch in tqdm(range(epochs or self.epochs), desc="GloVe", unit="epoch", disable=not self.progress):
             start = time.perf_counter()
+            # a new random order of the triples each epoch, gathered once rather than per batch
             order = self.rng.permutation(n)
+            rows, cols, epoch_log_x, epoch_weight = self.rows[order], self.cols[order], log_x[order], weight[order]
             total = 0.0
             for s in range(0, n, self.batch_size):
-                batch = order[s:s + self.batch_size]
-                loss = self.model(self.rows[batch], self.cols[batch], log_x[batch], weight[batch])
+                # inside a batch, order the triples by their row i: the gradients of W's rows
+                # then come out grouped, and adding up repeated rows needs no second sort
+                batch = s + np.argsort(rows[s:s + self.batch_size], kind="stable")
+                loss = self.model(rows[batch], cols[batch], epoch_log_x[batch], epoch_weight[batch])
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()

@@ -21,11 +21,25 @@ What makes word2vec work as well as it does, all kept here with gensim's names a
 
 How it is fast in NumPy: no Python loop per word. A chunk of the corpus (about 100,000 words)
 is sub-sampled and turned into all its (center, context) pairs at once (a 2-D mask over
-positions x window offsets); negatives for all pairs come from one ``searchsorted``. Then
-mini-batches of pairs go through one :class:`SkipGramNegativeSampling` op whose backward gives
-*row-sparse* gradients (only the rows a batch touched), and :class:`SparseSGD` updates only
-those rows. gensim updates after every single pair; our batches are a few hundred words of
-text each, small enough that the staleness inside a batch costs (as measured) little.
+positions x window offsets). Then mini-batches of about 1024 pairs go through one op whose
+backward gives *row-sparse* gradients (only the rows a batch touched), and :class:`SparseSGD`
+adds them into place. gensim updates after every single pair; a batch is a few hundred words
+of text, small enough that the staleness inside it costs (as measured) little.
+
+**Shared negatives** (the default, ``shared_negatives=True``). Drawing K negatives per pair
+means gathering, scoring and updating K rows of W_out per pair, row by row. Instead a batch
+draws K' (``noise_words``, 64) noise words once; every pair scores all of them in one matrix
+product, each weighted K / K' (:func:`sgns_shared_loss`). In expectation over the noise this is
+the loss above, term for term, so it optimises the same objective with a different noise; and
+as the negative term depends on the center alone, it is computed once per center token rather
+than once per pair. This is the trick of "sampled softmax" implementations that share one
+candidate set per batch (Jean et al. 2015; TensorFlow's ``sampled_softmax_loss``).
+``shared_negatives=False`` keeps the classic per-pair draw (:class:`SkipGramNegativeSampling`),
+which, like gensim, skips a negative that happens to be the pair's own context word. The shared
+path keeps such a collision, as the paper's objective (an expectation over all noise words)
+does: a noise draw is "the", the likeliest, with probability 1.5% on GCIDE, so for a pair whose
+context is "the" the kept term weighs on average 5 x 1.5% = 0.08 of one negative, and less for
+every other word.
 """
 from __future__ import annotations
 
@@ -197,6 +211,9 @@ def _gradient(rows, values, shape, sparse):
 class SkipGramNegativeSampling(Function):
     """loss = SGNS(W_in[centers], W_out[targets]) summed over the batch; targets (B, 1+K).
 
+    The classic path (``Word2Vec(shared_negatives=False)``): K negatives drawn for each pair,
+    those equal to the pair's context skipped as in gensim.
+
     Fuses the two embedding lookups with the loss so that the backward can hand the optimizer
     the rows it touched (``sparse=True``, a :class:`RowSparseGrad`) instead of two dense
     (V, d) matrices of mostly zeros; ``sparse=False`` gives dense arrays (for gradcheck).
@@ -204,7 +221,17 @@ class SkipGramNegativeSampling(Function):
 
     @staticmethod
     def forward(ctx, w_in, w_out, centers, targets, sparse=True):
-        loss, grad_v, grad_u = sgns_loss(w_in[centers], w_out[targets])
+        v, u = w_in[centers], w_out[targets]
+        loss, grad_v, grad_u = sgns_loss(v, u)
+        # a negative that is the pair's own context word would teach "o is and is not a context
+        # of c" at once: word2vec.c and gensim skip it, so we take its term back out
+        pair, column = np.nonzero(targets[:, 1:] == targets[:, :1])
+        if len(pair):
+            column += 1
+            scores = np.einsum("bd,bd->b", u[pair, column], v[pair])
+            loss = loss - softplus(scores).sum()
+            np.subtract.at(grad_v, pair, sigmoid(scores)[:, None] * u[pair, column])
+            grad_u[pair, column] = 0
         ctx.save_for_backward(centers, targets, grad_v, grad_u)
         ctx.shapes, ctx.sparse = (w_in.shape, w_out.shape), sparse
         return np.asarray(loss, dtype=w_in.dtype)
