@@ -14,7 +14,11 @@ symmetrically; the paper's final vectors are their sum, W + W~.
 Counting is vectorised: for each distance d, ``ids[:-d]`` and ``ids[d:]`` are all pairs at that
 distance; a pair (i, j) becomes one integer key i * V + j, and ``np.unique`` adds up equal keys.
 The matrix stays as sparse triples (rows, cols, values), a few million of them. Training
-shuffles the triples each epoch and takes AdaGrad steps on mini-batches of them.
+shuffles the triples each epoch and takes AdaGrad steps (glove.c's form, see ``fit``) on
+mini-batches of 16,384 of them. glove.c updates after every triple; a batch adds up the
+gradients of a word's rows before one step. Big batches are what make NumPy fast here: the
+per-triple work is a handful of whole-array operations, and adding up repeated rows
+(:func:`~minitl.embeddings.sparse.segment_sum`) is cheap once a batch is sorted by word.
 """
 from __future__ import annotations
 
@@ -141,7 +145,7 @@ class GloVe:
     """
 
     def __init__(self, vector_size=100, window=10, min_count=5, x_max=100.0, alpha=0.75,
-                 learning_rate=0.05, epochs=25, batch_size=4096, seed=1, progress=True):
+                 learning_rate=0.05, epochs=25, batch_size=16384, seed=1, progress=True):
         self.vector_size, self.window, self.min_count = vector_size, window, min_count
         self.x_max, self.alpha, self.learning_rate, self.epochs = x_max, alpha, learning_rate, epochs
         self.batch_size, self.progress = batch_size, progress
@@ -209,7 +213,7 @@ def glove_main(argv: Sequence[str] | None = None) -> int:
     common_arguments(parser, epochs=25)
     parser.add_argument("--x-max", type=float, default=100.0)
     parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=16384)
     parser.set_defaults(window=10)
     args = parser.parse_args(argv)
     corpus = load_training_corpus(args.corpus, fast=args.fast)

@@ -339,6 +339,9 @@ class Word2Vec:
     that occurs n times in a batch gets the sum of n gradients computed from the same stale
     vectors, so a batch must stay small beside the vocabulary (1024 pairs for tens of thousands
     of words; a few dozen for a toy vocabulary of 16).
+    ``shared_negatives`` (ours too): skip-gram draws ``noise_words`` (K') noise words per batch,
+    scored by every pair and weighted ``negative`` / K' (see the module docstring); ``False``
+    draws ``negative`` noise words for each pair, as gensim does. CBOW always draws per example.
     ``seed=None`` draws from minitl's generator (``tl.manual_seed``); an integer seeds the model
     on its own, as gensim's ``seed`` does.
     """
@@ -349,8 +352,8 @@ class Word2Vec:
                  shared_negatives=True, noise_words=64):
         if negative < 1:
             raise ValueError("only negative sampling is implemented: negative must be >= 1")
-        if window < 1 or vector_size < 1 or epochs < 1:
-            raise ValueError("window, vector_size and epochs must be >= 1")
+        if window < 1 or vector_size < 1 or epochs < 1 or noise_words < 1:
+            raise ValueError("window, vector_size, epochs and noise_words must be >= 1")
         self.vector_size, self.alpha, self.window, self.min_count = vector_size, alpha, window, min_count
         self.sample, self.seed, self.min_alpha, self.sg = sample, seed, min_alpha, sg
         self.negative, self.ns_exponent, self.cbow_mean, self.epochs = negative, ns_exponent, cbow_mean, epochs
@@ -563,11 +566,15 @@ def word2vec_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=1e-3)
     parser.add_argument("--alpha", type=float, default=0.025)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--noise-words", type=int, default=64, help="shared noise words per batch (skip-gram)")
+    parser.add_argument("--classic", action="store_true",
+                        help="skip-gram draws --negative noise words per pair (slower) instead of sharing them")
     args = parser.parse_args(argv)
     corpus = load_training_corpus(args.corpus, fast=args.fast)
     model = Word2Vec(vector_size=args.vector_size, window=args.window, min_count=args.min_count,
                      sg=args.sg, negative=args.negative, sample=args.sample, alpha=args.alpha,
-                     epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+                     epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                     shared_negatives=not args.classic, noise_words=args.noise_words)
     model.build_vocab(corpus)
     print(f"corpus: {model.corpus.n_tokens:,} words, vocabulary {len(model.corpus.vocab):,}")
     model.train()
