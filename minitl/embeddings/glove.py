@@ -33,7 +33,7 @@ from ..nn import Module, Parameter
 from ..random import fork_rng
 from ..tensor import Function
 from .keyed_vectors import KeyedVectors
-from .sparse import RowSparseGrad, SparseAdagrad
+from .sparse import RowSparseGrad, SparseAdagrad, chain
 
 
 def cooccurrence_matrix(ids: np.ndarray, offsets: np.ndarray, vocab_size: int, window: int = 10,
@@ -116,8 +116,9 @@ class GloVeLoss(Function):
     def backward(ctx, grad):
         i, j, g_wi, g_wj, g_bi, g_bj = ctx.saved_tensors
         w_shape, wt_shape, b_shape = ctx.shapes
-        grads = [RowSparseGrad(i, grad * g_wi, w_shape), RowSparseGrad(j, grad * g_wj, wt_shape),
-                 RowSparseGrad(i, grad * g_bi[:, None], b_shape), RowSparseGrad(j, grad * g_bj[:, None], b_shape)]
+        grads = [RowSparseGrad(i, chain(grad, g_wi), w_shape), RowSparseGrad(j, chain(grad, g_wj), wt_shape),
+                 RowSparseGrad(i, chain(grad, g_bi[:, None]), b_shape),
+                 RowSparseGrad(j, chain(grad, g_bj[:, None]), b_shape)]
         return tuple(g if ctx.sparse else g.to_dense() for g in grads)
 
 

@@ -62,6 +62,13 @@ def scatter_add_rows(target: np.ndarray, indices: np.ndarray, values: np.ndarray
     np.add.at(flat, positions, update.astype(target.dtype, copy=False))
 
 
+def chain(grad, values: np.ndarray) -> np.ndarray:
+    """``grad * values``, the chain rule in an op's backward, without the multiplication when
+    ``grad`` is exactly 1 (the loss itself is being differentiated, as in every training step):
+    it would be a full pass over a batch's gradient rows for nothing."""
+    return values if np.size(grad) == 1 and float(grad) == 1.0 else grad * values
+
+
 class RowSparseGrad:
     """The gradient of a (V, d) matrix that is zero except in the rows ``indices``.
 

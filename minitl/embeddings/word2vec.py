@@ -54,7 +54,7 @@ from ..nn import Module, Parameter
 from ..random import fork_rng
 from ..tensor import Function, Tensor
 from .keyed_vectors import KeyedVectors
-from .sparse import RowSparseGrad, SparseSGD
+from .sparse import RowSparseGrad, SparseSGD, chain
 
 
 # -- sub-sampling and the noise distribution ------------------------------------------------------
@@ -240,8 +240,8 @@ class SkipGramNegativeSampling(Function):
     def backward(ctx, grad):
         centers, targets, grad_v, grad_u = ctx.saved_tensors
         d = grad_v.shape[-1]
-        return (_gradient(centers, grad * grad_v, ctx.shapes[0], ctx.sparse),
-                _gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
+        return (_gradient(centers, chain(grad, grad_v), ctx.shapes[0], ctx.sparse),
+                _gradient(targets.reshape(-1), chain(grad, grad_u.reshape(-1, d)), ctx.shapes[1], ctx.sparse))
 
 
 class SkipGramSharedNegatives(Function):
@@ -265,8 +265,8 @@ class SkipGramSharedNegatives(Function):
     @staticmethod
     def backward(ctx, grad):
         centers, out_rows, grad_v, grad_out = ctx.saved_tensors
-        return (_gradient(centers, grad * grad_v, ctx.shapes[0], ctx.sparse),
-                _gradient(out_rows, grad * grad_out, ctx.shapes[1], ctx.sparse))
+        return (_gradient(centers, chain(grad, grad_v), ctx.shapes[0], ctx.sparse),
+                _gradient(out_rows, chain(grad, grad_out), ctx.shapes[1], ctx.sparse))
 
 
 class CBOWNegativeSampling(Function):
