@@ -52,8 +52,8 @@ report.figure(fig, "glove_weighting", "f(x) = min(1, (x/100)^0.75): rare pairs c
 # %%
 corpus = gcide_corpus()
 if FAST:
-    corpus = sample_corpus(corpus, 300_000)
-glove = GloVe(vector_size=100, window=10, min_count=5, epochs=5 if FAST else 25, seed=1)
+    corpus = sample_corpus(corpus, 1_000_000)       # every 3rd sentence or so: still all of A-Z
+glove = GloVe(vector_size=100, window=10, min_count=5, epochs=6 if FAST else 15, seed=1)
 glove.count(corpus)
 vocab = glove.corpus.vocab
 print(f"{glove.corpus.n_tokens:,} words, vocabulary {len(vocab):,}: {len(glove.values):,} nonzero X_ij "
