@@ -8,7 +8,8 @@
 #     J = 1/2 sum_{X_ij > 0} f(X_ij) (w_i . w~_j + b_i + b~_j - log X_ij)^2,   f(x) = min(1, (x / 100)^0.75)
 #
 # f gives little weight to the many rare, noisy pairs and caps the frequent ones. The final
-# vectors are W + W~. Run: `minitl lesson 5` (`--fast`: a small corpus, under a minute).
+# vectors are W + W~. Run: `minitl lesson 5` (about 6 minutes; `--fast`: a third of the corpus
+# and 6 epochs, under a minute).
 
 # %%
 import numpy as np
@@ -84,6 +85,11 @@ report.figure(fig, "glove_loss", "GloVe's loss per co-occurring pair, by epoch."
 
 # %% [markdown]
 # ## 4. The vectors W + W~, judged like word2vec's (lesson 4)
+#
+# On all of GCIDE after 15 epochs we measured WordSim-353 0.37, SimLex-999 0.19, analogies 0.057,
+# and queen first for king - man + woman: below word2vec's 0.49, 0.27 and 0.095 on the same text
+# (GloVe needs more text than a dictionary gives to catch up). In `--fast` mode expect WordSim
+# about 0.12 and almost no analogies: too few words, too few epochs.
 
 # %%
 wv = glove.wv
