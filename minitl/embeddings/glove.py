@@ -177,8 +177,9 @@ class GloVe:
         self.model = GloVeModel(len(self.corpus.vocab), self.vector_size, self.rng)
         # glove.c's AdaGrad: G starts at 1 and accumulates (lr * g)^2, and the step is
         # lr * g / sqrt(G) = g / sqrt(1 / lr^2 + sum g^2). That is textbook AdaGrad with a step size
-        # of 1 and an accumulator that starts at 1 / lr^2 (400 for lr = 0.05): steps stay near
-        # lr * g until a row's squared gradients add up to about 1 / lr^2, and only then shrink.
+        # of 1 and an accumulator that starts at 1 / lr^2 (25 for our lr = 0.2, 400 for glove.c's
+        # 0.05): steps stay near lr * g until a row's squared gradients add up to about 1 / lr^2,
+        # and only then shrink.
         self.optimizer = SparseAdagrad(self.model.parameters(), lr=1.0,
                                        initial_accumulator_value=1.0 / self.learning_rate ** 2)
         self.epoch_seconds, self.losses = [], []
