@@ -90,7 +90,11 @@ class RowSparseGrad:
         return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
 
     def copy(self):
-        return RowSparseGrad(self.indices.copy(), self.values.copy(), self.shape)
+        """A new gradient object sharing the arrays. The engine copies a gradient before keeping
+        it so that an in-place update of one parameter's ``.grad`` cannot reach another's;
+        nothing updates a RowSparseGrad in place (every method returns a new one), so sharing is
+        safe, and it saves copying a batch's gradient rows on every step."""
+        return RowSparseGrad(self.indices, self.values, self.shape)
 
     def __add__(self, other):
         if isinstance(other, RowSparseGrad):
