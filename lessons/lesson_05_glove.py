@@ -68,7 +68,7 @@ report.table([(vocab.id_to_word[glove.rows[k]], vocab.id_to_word[glove.cols[k]],
 #
 # Each epoch shuffles the triples (i, j, X_ij) and walks through them in mini-batches of 16,384.
 # A batch's gradient touches only the rows of its words; AdaGrad then gives every element of
-# those rows its own step size, lr * g / sqrt(G), with G the running sum of squared steps:
+# those rows its own step size, lr * g / sqrt(G), with G the running sum of its squared gradients:
 # a frequent word's steps shrink, a rare word's stay large. (glove.c starts G at 1 and adds
 # (lr * g)^2; `GloVe.fit` explains how that is textbook AdaGrad with another starting value.)
 
