@@ -110,8 +110,8 @@ report.figure(fig, "word2vec_loss", "The SGNS loss per (center, context) pair du
 # Then the standard benchmarks: WordSim-353 and SimLex-999 (Spearman's rho with human judgements)
 # and Google's 19,544 analogy questions. A dictionary is small and odd beside the news text the
 # original vectors were trained on: after three epochs expect WordSim-353 rho about 0.47-0.49 and
-# analogies about 0.1 (gensim, same settings: 0.45 and 0.11); after the single epoch of `--fast`,
-# rho about 0.25 and analogies about 0.02. king - man + woman puts queen in the top 5 after three
+# analogies about 0.1; after the single epoch of `--fast`, rho about 0.25 and analogies about
+# 0.02 (gensim, one epoch, same settings: 0.22 and 0.02). king - man + woman puts queen in the top 5 after three
 # epochs for some seeds (seed 1: 4th), not all: one analogy is a noisy test.
 
 # %%
