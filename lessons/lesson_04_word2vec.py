@@ -81,7 +81,7 @@ report.table(rows, ["word", "count", "P(keep)", "unigram P", "noise P (^0.75)"],
 #
 # On average over the noise this is word2vec's loss exactly (both negative terms have expectation
 # K E_n[-log sigmoid(-u_n . v_c)]); only its noise differs. `Word2Vec(shared_negatives=False)`
-# trains the classic way, about 4x slower. The loss per pair should fall from
+# trains the classic way, 3.5 to 4 times slower. The loss per pair should fall from
 # (1 + 5) log 2 = 4.16 quickly and then slowly.
 
 # %%
