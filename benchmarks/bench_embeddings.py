@@ -2,10 +2,13 @@
 
     python benchmarks/bench_embeddings.py                 # GCIDE, 1 epoch of skip-gram each
     python benchmarks/bench_embeddings.py --words 500000 --epochs 1 --json out.json
+    python benchmarks/bench_embeddings.py --classic       # also the per-pair negatives path
 
 Words per second = (corpus words x epochs) / training seconds, counted the same way for both
 (every corpus token, before sub-sampling). Also times one GloVe epoch (gensim has no GloVe).
 Prints the evaluation figures of both word2vec models, so speed is never read without quality.
+Both sides run on one CPU thread: gensim with workers=1, minitl with BLAS limited to one thread
+(``Word2Vec.train`` does that itself).
 """
 import argparse
 import json
@@ -27,6 +30,10 @@ def main(argv=None):
     parser.add_argument("--words", type=int, default=None, help="use about N words of GCIDE (every k-th sentence)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--sg", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1024, help="minitl's pairs per step")
+    parser.add_argument("--noise-words", type=int, default=64, help="minitl's shared noise words per step")
+    parser.add_argument("--classic", action="store_true",
+                        help="also time minitl's classic path (K negatives drawn per pair)")
     parser.add_argument("--glove", action="store_true", help="also time GloVe epochs")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
@@ -41,12 +48,23 @@ def main(argv=None):
           f"{'skip-gram' if args.sg else 'CBOW'}, {args.epochs} epoch(s), one worker")
     figures = {"corpus_words": corpus.n_tokens, "settings": settings}
 
-    ours = Word2Vec(**settings, progress=False).build_vocab(corpus)
+    ours = Word2Vec(**settings, progress=False, batch_size=args.batch_size,
+                    noise_words=args.noise_words).build_vocab(corpus)
     ours.train()
     figures["minitl_words_per_s"] = ours.words_per_second
     figures["minitl_eval"] = evaluate(ours.wv)
-    print(f"minitl  {ours.train_seconds:7.1f} s  {ours.words_per_second:10,.0f} words/s")
+    print(f"minitl  {ours.train_seconds:7.1f} s  {ours.words_per_second:10,.0f} words/s  "
+          f"(shared negatives: {args.noise_words} noise words per {args.batch_size} pairs)")
     print(format_report(figures["minitl_eval"]))
+    if args.classic:
+        classic = Word2Vec(**settings, progress=False, batch_size=args.batch_size,
+                           shared_negatives=False).build_vocab(corpus)
+        classic.train()
+        figures["minitl_classic_words_per_s"] = classic.words_per_second
+        figures["minitl_classic_eval"] = evaluate(classic.wv)
+        print(f"minitl  {classic.train_seconds:7.1f} s  {classic.words_per_second:10,.0f} words/s  "
+              f"(classic: {settings['negative']} negatives drawn per pair)")
+        print(format_report(figures["minitl_classic_eval"]))
 
     try:
         from gensim.models import Word2Vec as GensimWord2Vec
@@ -67,6 +85,9 @@ def main(argv=None):
         print(format_report(figures["gensim_eval"]))
         figures["ratio"] = figures["minitl_words_per_s"] / figures["gensim_words_per_s"]
         print(f"minitl / gensim words/s: {figures['ratio']:.2f}x")
+        if args.classic:
+            figures["classic_ratio"] = figures["minitl_classic_words_per_s"] / figures["gensim_words_per_s"]
+            print(f"minitl classic / gensim words/s: {figures['classic_ratio']:.2f}x")
 
     if args.glove:
         glove = GloVe(vector_size=100, window=10, epochs=2, progress=False).count(corpus)

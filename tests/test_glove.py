@@ -7,8 +7,8 @@ import pytest
 import minitl as tl
 from minitl.embeddings import GloVe, cooccurrence_matrix
 from minitl.embeddings.glove import GloVeLoss, glove_loss, glove_weighting
+from minitl.embeddings.sparse import RowSparseGrad, SparseAdagrad, segment_sum
 from test_word2vec import planted_corpus, topic_gap
-
 
 
 def brute_force_counts(sentences, window):
@@ -48,6 +48,31 @@ def test_cooccurrence_small_example_by_hand():
     rows, cols, values = cooccurrence_matrix(np.array([0, 1, 2]), np.array([0, 3]), 3, window=2)
     assert as_dict(rows, cols, values) == {(0, 1): 1.0, (1, 0): 1.0, (1, 2): 1.0, (2, 1): 1.0,
                                            (0, 2): 0.5, (2, 0): 0.5}
+
+
+@pytest.mark.parametrize("presorted", [True, False])
+def test_segment_sum_adds_rows_of_equal_index(presorted):
+    rng = np.random.default_rng(1)
+    indices = rng.integers(0, 6, 40)
+    if presorted:                                   # the path GloVe's row-sorted batches take
+        indices = np.sort(indices)
+    values = rng.standard_normal((40, 3)).astype(np.float32)
+    unique, sums = segment_sum(indices, values)
+    assert unique.tolist() == sorted(set(indices.tolist()))
+    for u, row in zip(unique, sums):
+        np.testing.assert_allclose(row, values[indices == u].sum(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_adagrad_is_glove_c_rule():
+    # glove.c: G starts at 1, G += (lr g)^2, W -= lr g / sqrt(G); GloVe.fit writes it as AdaGrad
+    # with step 1 and accumulator 1 / lr^2; a repeated row gets its summed gradient
+    lr, w = 0.05, tl.tensor(np.ones((3, 2)), requires_grad=True)
+    opt = SparseAdagrad([w], lr=1.0, initial_accumulator_value=1 / lr ** 2)
+    w.grad = RowSparseGrad(np.array([2, 0, 2]), np.array([[1.0, 2.0], [3.0, 0.0], [1.0, 2.0]]), (3, 2))
+    opt.step()
+    g = np.array([[3.0, 0.0], [0.0, 0.0], [2.0, 4.0]])
+    expected = 1 - lr * g / np.sqrt(1 + (lr * g) ** 2)
+    np.testing.assert_allclose(w.data, expected, rtol=1e-5)
 
 
 @pytest.mark.exercise("embeddings.glove_weighting")

@@ -9,8 +9,10 @@ import pytest
 import minitl as tl
 from minitl.data.paths import SYSTEM_DIRS
 from minitl.embeddings import KeyedVectors, RowSparseGrad, Word2Vec
-from minitl.embeddings.word2vec import (CBOWNegativeSampling, SkipGramNegativeSampling, context_pairs,
-                                        draw_negatives, noise_distribution, sgns_loss,
+from minitl.embeddings.sparse import scatter_add_rows
+from minitl.embeddings.word2vec import (CBOWNegativeSampling, SkipGramNegativeSampling,
+                                        SkipGramSharedNegatives, context_pairs, draw_negatives,
+                                        noise_distribution, sgns_loss, sgns_shared_loss,
                                         subsample_keep_probability, word2vec_main)
 
 GCIDE = SYSTEM_DIRS["gcide"][0] / "gcide.dict.dz"
@@ -106,6 +108,19 @@ def test_skipgram_op_gradcheck():
 
 
 @pytest.mark.exercise("embeddings.sgns_loss")
+def test_skipgram_skips_negatives_equal_to_the_context():
+    # gensim skips a negative that is the pair's own context word: the loss and gradients are
+    # those of the pair without that column
+    rng = np.random.default_rng(8)
+    w_in, w_out = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    with_collision = SkipGramNegativeSampling.apply(
+        tl.tensor(w_in, dtype=tl.float64), tl.tensor(w_out, dtype=tl.float64),
+        np.array([0]), np.array([[4, 4, 1]]), sparse=False)
+    expected, _, _ = sgns_loss(w_in[[0]], w_out[[[4, 1]]])
+    assert float(with_collision.data) == pytest.approx(expected)
+
+
+@pytest.mark.exercise("embeddings.sgns_loss")
 def test_cbow_op_gradcheck():
     rng = np.random.default_rng(2)
     w_in, w_out = rng.standard_normal((6, 3)) * 0.5, rng.standard_normal((6, 3)) * 0.5
@@ -132,13 +147,60 @@ def test_sparse_gradient_equals_dense():
     np.testing.assert_allclose(sparse_out.coalesce().to_dense(), w_out.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.exercise("embeddings.sgns_loss")
+def test_shared_negatives_loss_is_sgns_with_weighted_shared_noise():
+    # brute force: each pair (c, o) scored by sgns_loss against all K' shared noise words, whose
+    # negative terms are weighted K / K'; the shared form must give the same loss and gradients
+    rng = np.random.default_rng(5)
+    v, noise = rng.standard_normal((3, 4)), rng.standard_normal((6, 4))      # 3 centers, K' = 6
+    u = rng.standard_normal((7, 4))                                           # 7 pairs
+    starts, owner, negative = np.array([0, 2, 3]), np.array([0, 0, 1, 2, 2, 2, 2]), 2
+    loss, grad_v, grad_u, grad_noise = sgns_shared_loss(v, u, starts, noise, negative)
+    scale = negative / len(noise)
+    expected_loss, expected_v = 0.0, np.zeros_like(v)
+    expected_u, expected_noise = np.zeros_like(u), np.zeros_like(noise)
+    for b in range(len(u)):
+        c = owner[b]
+        pos_loss, pos_v, pos_u = sgns_loss(v[c:c + 1], u[None, b:b + 1])       # the true pair alone
+        neg_loss, neg_v, neg_u = sgns_loss(v[c:c + 1], np.concatenate([u[None, b:b + 1], noise[None]], 1))
+        # neg_* include the true pair again: subtract it, weight what is left by K / K'
+        expected_loss += pos_loss + scale * (neg_loss - pos_loss)
+        expected_v[c] += pos_v[0] + scale * (neg_v[0] - pos_v[0])
+        expected_u[b] += pos_u[0, 0]
+        expected_noise += scale * neg_u[0, 1:]
+    assert loss == pytest.approx(expected_loss)
+    np.testing.assert_allclose(grad_v, expected_v, atol=1e-12)
+    np.testing.assert_allclose(grad_u, expected_u, atol=1e-12)
+    np.testing.assert_allclose(grad_noise, expected_noise, atol=1e-12)
+
+
+def test_shared_negatives_op_gradcheck():
+    rng = np.random.default_rng(6)
+    w_in, w_out = rng.standard_normal((8, 3)) * 0.5, rng.standard_normal((8, 3)) * 0.5
+    centers, starts = np.array([2, 5, 2]), np.array([0, 3, 4])           # word 2 twice on purpose
+    contexts, noise = np.array([1, 5, 7, 0, 1, 1]), np.array([3, 1, 6, 6])   # repeats on purpose
+    tl.gradcheck(lambda a, b: SkipGramSharedNegatives.apply(a, b, centers, starts, contexts, noise, 5,
+                                                            sparse=False),
+                 tl.tensor(w_in, dtype=tl.float64), tl.tensor(w_out, dtype=tl.float64))
+
+
+def test_scatter_add_rows_adds_repeated_rows():
+    rng = np.random.default_rng(7)
+    table, rows = rng.standard_normal((5, 3)).astype(np.float32), np.array([4, 0, 4, 4, 2])
+    values = rng.standard_normal((5, 3)).astype(np.float32)
+    expected = table.copy()
+    np.add.at(expected, rows, -0.5 * values)                 # the definition, slow on a big table
+    scatter_add_rows(table, rows, values, scale=-0.5)
+    np.testing.assert_allclose(table, expected, rtol=1e-6)
+
+
 # -- training ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sg", [1, 0])
-def test_word2vec_learns_planted_topics(sg):
+@pytest.mark.parametrize("sg, shared", [(1, True), (1, False), (0, False)])
+def test_word2vec_learns_planted_topics(sg, shared):
     # 16 words: a batch must be small beside the vocabulary, or a word's many summed
     # gradients in one step overshoot (see Word2Vec's docstring)
     model = Word2Vec(planted_corpus(), vector_size=16, window=3, min_count=1, sg=sg, epochs=3,
-                     sample=0, progress=False, seed=3, batch_size=32)
+                     sample=0, progress=False, seed=3, batch_size=32, shared_negatives=shared)
     assert isinstance(model.wv, KeyedVectors) and len(model.wv) == 16
     assert topic_gap(model.wv) > 0.5, topic_gap(model.wv)
     assert model.losses[-1] < model.losses[0]

@@ -14,7 +14,11 @@ symmetrically; the paper's final vectors are their sum, W + W~.
 Counting is vectorised: for each distance d, ``ids[:-d]`` and ``ids[d:]`` are all pairs at that
 distance; a pair (i, j) becomes one integer key i * V + j, and ``np.unique`` adds up equal keys.
 The matrix stays as sparse triples (rows, cols, values), a few million of them. Training
-shuffles the triples each epoch and takes AdaGrad steps on mini-batches of them.
+shuffles the triples each epoch and takes AdaGrad steps (glove.c's form, see ``fit``) on
+mini-batches of 16,384 of them. glove.c updates after every triple; a batch adds up the
+gradients of a word's rows before one step. Big batches are what make NumPy fast here: the
+per-triple work is a handful of whole-array operations, and adding up repeated rows
+(:func:`~minitl.embeddings.sparse.segment_sum`) is cheap once a batch is sorted by word.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from ..nn import Module, Parameter
 from ..random import fork_rng
 from ..tensor import Function
 from .keyed_vectors import KeyedVectors
-from .sparse import RowSparseGrad, SparseAdagrad
+from .sparse import RowSparseGrad, SparseAdagrad, chain
 
 
 def cooccurrence_matrix(ids: np.ndarray, offsets: np.ndarray, vocab_size: int, window: int = 10,
@@ -112,8 +116,9 @@ class GloVeLoss(Function):
     def backward(ctx, grad):
         i, j, g_wi, g_wj, g_bi, g_bj = ctx.saved_tensors
         w_shape, wt_shape, b_shape = ctx.shapes
-        grads = [RowSparseGrad(i, grad * g_wi, w_shape), RowSparseGrad(j, grad * g_wj, wt_shape),
-                 RowSparseGrad(i, grad * g_bi[:, None], b_shape), RowSparseGrad(j, grad * g_bj[:, None], b_shape)]
+        grads = [RowSparseGrad(i, chain(grad, g_wi), w_shape), RowSparseGrad(j, chain(grad, g_wj), wt_shape),
+                 RowSparseGrad(i, chain(grad, g_bi[:, None]), b_shape),
+                 RowSparseGrad(j, chain(grad, g_bj[:, None]), b_shape)]
         return tuple(g if ctx.sparse else g.to_dense() for g in grads)
 
 
@@ -135,13 +140,19 @@ class GloVeModel(Module):
 class GloVe:
     """Count co-occurrences, then fit GloVe's weighted least squares with AdaGrad.
 
-    ``GloVe(vector_size=100, window=10, x_max=100, alpha=0.75, learning_rate=0.05, epochs=25)``
-    (the paper's and glove.c's defaults); ``fit(corpus)`` with a Corpus or token lists;
+    ``GloVe(vector_size=100, window=10, x_max=100, alpha=0.75, epochs=25)`` are the paper's and
+    glove.c's defaults; ``fit(corpus)`` with a Corpus or token lists; ``train(epochs)`` goes on;
     ``wv`` holds W + W~; ``epoch_seconds`` the time of each epoch.
+
+    ``learning_rate`` is 0.2, not glove.c's 0.05: glove.c steps after every triple, we after a
+    batch, and a batch's *summed* gradient of a frequent word fills AdaGrad's accumulator much
+    faster than its single-triple gradients would. Measured on all of GCIDE (window 10, batches
+    of 16,384, 10 epochs), WordSim-353 Spearman: 0.15 with 0.05, 0.35 with 0.2, 0.39 with 0.5
+    (but with 0.5 the analogies were worse, 0.047 against 0.053).
     """
 
     def __init__(self, vector_size=100, window=10, min_count=5, x_max=100.0, alpha=0.75,
-                 learning_rate=0.05, epochs=25, batch_size=4096, seed=1, progress=True):
+                 learning_rate=0.2, epochs=25, batch_size=16384, seed=1, progress=True):
         self.vector_size, self.window, self.min_count = vector_size, window, min_count
         self.x_max, self.alpha, self.learning_rate, self.epochs = x_max, alpha, learning_rate, epochs
         self.batch_size, self.progress = batch_size, progress
@@ -160,23 +171,38 @@ class GloVe:
         return self
 
     def fit(self, sentences=None, epochs=None):
-        """Count (unless :meth:`count` ran) and train; returns self."""
-        from tqdm.auto import tqdm
+        """Count (unless :meth:`count` ran), start fresh vectors and train them; returns self."""
         if sentences is not None or not hasattr(self, "rows"):
             self.count(sentences)
-        vocab = self.corpus.vocab
-        self.model = GloVeModel(len(vocab), self.vector_size, self.rng)
-        optimizer = SparseAdagrad(self.model.parameters(), lr=self.learning_rate)
+        self.model = GloVeModel(len(self.corpus.vocab), self.vector_size, self.rng)
+        # glove.c's AdaGrad: G starts at 1 and accumulates (lr * g)^2, and the step is
+        # lr * g / sqrt(G) = g / sqrt(1 / lr^2 + sum g^2). That is textbook AdaGrad with a step size
+        # of 1 and an accumulator that starts at 1 / lr^2 (25 for our lr = 0.2, 400 for glove.c's
+        # 0.05): steps stay near lr * g until a row's squared gradients add up to about 1 / lr^2,
+        # and only then shrink.
+        self.optimizer = SparseAdagrad(self.model.parameters(), lr=1.0,
+                                       initial_accumulator_value=1.0 / self.learning_rate ** 2)
+        self.epoch_seconds, self.losses = [], []
+        return self.train(epochs)
+
+    def train(self, epochs=None):
+        """``epochs`` more passes (default ``self.epochs``) over the triples; returns self."""
+        from tqdm.auto import tqdm
+        vocab, optimizer = self.corpus.vocab, self.optimizer
         log_x = np.log(self.values).astype(np.float32)
         weight = glove_weighting(self.values, self.x_max, self.alpha).astype(np.float32)
         n = len(self.values)
         for epoch in tqdm(range(epochs or self.epochs), desc="GloVe", unit="epoch", disable=not self.progress):
             start = time.perf_counter()
+            # a new random order of the triples each epoch, gathered once rather than per batch
             order = self.rng.permutation(n)
+            rows, cols, epoch_log_x, epoch_weight = self.rows[order], self.cols[order], log_x[order], weight[order]
             total = 0.0
             for s in range(0, n, self.batch_size):
-                batch = order[s:s + self.batch_size]
-                loss = self.model(self.rows[batch], self.cols[batch], log_x[batch], weight[batch])
+                # inside a batch, order the triples by their row i: the gradients of W's rows
+                # then come out grouped, and adding up repeated rows needs no second sort
+                batch = s + np.argsort(rows[s:s + self.batch_size], kind="stable")
+                loss = self.model(rows[batch], cols[batch], epoch_log_x[batch], epoch_weight[batch])
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
@@ -194,8 +220,8 @@ def glove_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minitl glove", description=glove_main.__doc__)
     common_arguments(parser, epochs=25)
     parser.add_argument("--x-max", type=float, default=100.0)
-    parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--learning-rate", type=float, default=0.2)
+    parser.add_argument("--batch-size", type=int, default=16384)
     parser.set_defaults(window=10)
     args = parser.parse_args(argv)
     corpus = load_training_corpus(args.corpus, fast=args.fast)

@@ -6,9 +6,12 @@ thousand, so the lookup's gradient is kept as it is born: a list of rows and the
 ``RowSparseGrad(indices, values, shape)``, the meaning of ``torch.nn.Embedding(sparse=True)``.
 
 The one subtle step is duplicates: "the" may appear 50 times in a batch, and its row must get
-the *sum* of the 50 gradients. ``W[idx] -= g`` would keep only the last one, so
-:func:`segment_sum` first adds equal indices together (sort, then ``np.add.reduceat``),
-after which each row is written once.
+the *sum* of the 50 gradients. ``W[idx] -= g`` would keep only the last one. Two ways out:
+
+- :func:`scatter_add_rows` adds every row into place, repeated indices included (``np.add.at``).
+  Enough for SGD, whose update is linear in the gradient.
+- :func:`segment_sum` first adds equal indices together (sort, then ``np.add.reduceat``), after
+  which each row is written once. AdaGrad needs this: it squares the *summed* gradient of a row.
 """
 from __future__ import annotations
 
@@ -20,13 +23,50 @@ from ..optim.optimizer import Optimizer
 def segment_sum(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Add up the rows of ``values`` that share an index: ``(unique_indices, sums)``.
 
-    Sorting puts equal indices next to each other; ``np.add.reduceat`` then sums each run.
-    (``np.add.at`` does the same but is several times slower on rows.)
+    Unsorted indices: ``np.unique`` numbers the distinct rows, and every row of ``values`` is
+    added into its sum (:func:`scatter_add_rows`). Sorted indices (GloVe sorts each batch by its
+    first word) need no sort: each run's first row starts its sum, and only the other rows are
+    added in. ``np.add.reduceat`` would read better, but it pays about 0.7 us per run, and in a
+    batch of 16,384 GloVe triples 5,500 of the 8,400 runs are one row long: 7.4 ms against 2.7.
     """
-    order = np.argsort(indices, kind="stable")
-    sorted_idx = indices[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
-    return sorted_idx[starts], np.add.reduceat(values[order], starts, axis=0)
+    if len(indices) > 1 and np.all(indices[1:] >= indices[:-1]):
+        first = np.concatenate(([True], indices[1:] != indices[:-1]))
+        sums = values[first]                           # each run's first row (a copy)
+        rest = ~first
+        if rest.any():
+            run = np.cumsum(first) - 1                 # the run of each row
+            scatter_add_rows(sums, run[rest], values[rest])
+        return indices[first], sums
+    unique, run = np.unique(indices, return_inverse=True)
+    sums = np.zeros((len(unique),) + values.shape[1:], dtype=values.dtype)
+    scatter_add_rows(sums, run.reshape(-1), values)
+    return unique, sums
+
+
+def scatter_add_rows(target: np.ndarray, indices: np.ndarray, values: np.ndarray, scale=1.0) -> None:
+    """``target[indices] += scale * values`` for a (V, d) table, repeated indices adding up.
+
+    ``np.add.at(target, indices, values)`` says exactly this, but on a 2-D table it walks the
+    rows one element at a time through a slow generic loop. Since NumPy 1.25 ``np.add.at`` has a
+    fast loop for a 1-D array with a 1-D index, so we address the table as one flat vector:
+    element (r, k) is number r * d + k. Measured on 6,144 rows of 100 floats (NumPy 2.4, one
+    core): 2-D ``np.add.at`` 5.9 ms, sort + ``np.add.reduceat`` 2.2 ms, flat ``np.add.at`` 1.4 ms.
+    """
+    d = target.shape[1]
+    flat = target.reshape(-1)
+    if not np.shares_memory(flat, target):          # not contiguous: the slow but general path
+        np.add.at(target, indices, scale * values)
+        return
+    positions = (np.asarray(indices, dtype=np.int64)[:, None] * d + np.arange(d)).reshape(-1)
+    update = values.reshape(-1) if scale == 1.0 else (scale * values).reshape(-1)
+    np.add.at(flat, positions, update.astype(target.dtype, copy=False))
+
+
+def chain(grad, values: np.ndarray) -> np.ndarray:
+    """``grad * values``, the chain rule in an op's backward, without the multiplication when
+    ``grad`` is exactly 1 (the loss itself is being differentiated, as in every training step):
+    it would be a full pass over a batch's gradient rows for nothing."""
+    return values if np.size(grad) == 1 and float(grad) == 1.0 else grad * values
 
 
 class RowSparseGrad:
@@ -50,7 +90,11 @@ class RowSparseGrad:
         return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
 
     def copy(self):
-        return RowSparseGrad(self.indices.copy(), self.values.copy(), self.shape)
+        """A new gradient object sharing the arrays. The engine copies a gradient before keeping
+        it so that an in-place update of one parameter's ``.grad`` cannot reach another's;
+        nothing updates a RowSparseGrad in place (every method returns a new one), so sharing is
+        safe, and it saves copying a batch's gradient rows on every step."""
+        return RowSparseGrad(self.indices, self.values, self.shape)
 
     def __add__(self, other):
         if isinstance(other, RowSparseGrad):
@@ -67,7 +111,7 @@ class RowSparseGrad:
 
     def to_dense(self) -> np.ndarray:
         dense = np.zeros(self.shape, dtype=self.values.dtype)
-        np.add.at(dense, self.indices, self.values)
+        scatter_add_rows(dense, self.indices, self.values)
         return dense
 
     def __repr__(self):
@@ -87,6 +131,8 @@ class SparseSGD(Optimizer):
 
     word2vec's update rule (no momentum: word2vec.c and gensim use none). The learning rate is
     meant to be changed between steps (linear decay), so ``lr`` lives in ``param_groups``.
+    The update is linear in the gradient, so repeated rows need no merging first: each is added
+    into place (:func:`scatter_add_rows`).
     """
 
     def __init__(self, params, lr=0.025):
@@ -97,8 +143,11 @@ class SparseSGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                rows, values = _rows_and_values(p.grad)
-                p.data[rows] -= group["lr"] * values
+                if isinstance(p.grad, RowSparseGrad) and p.data.ndim == 2:
+                    scatter_add_rows(p.data, p.grad.indices, p.grad.values, scale=-group["lr"])
+                else:
+                    rows, values = _rows_and_values(p.grad)
+                    p.data[rows] -= group["lr"] * values
 
 
 class SparseAdagrad(Optimizer):
@@ -121,6 +170,10 @@ class SparseAdagrad(Optimizer):
                 if "sum" not in state:
                     state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
                 rows, values = _rows_and_values(p.grad)
-                accumulated = state["sum"][rows] + values * values
+                accumulated = state["sum"][rows]
+                accumulated += values * values
                 state["sum"][rows] = accumulated
-                p.data[rows] -= group["lr"] * values / np.sqrt(accumulated)
+                step = np.sqrt(accumulated, out=accumulated)       # reuse the buffer: big batches
+                np.divide(values, step, out=step)
+                step *= group["lr"]
+                p.data[rows] -= step

@@ -21,11 +21,25 @@ What makes word2vec work as well as it does, all kept here with gensim's names a
 
 How it is fast in NumPy: no Python loop per word. A chunk of the corpus (about 100,000 words)
 is sub-sampled and turned into all its (center, context) pairs at once (a 2-D mask over
-positions x window offsets); negatives for all pairs come from one ``searchsorted``. Then
-mini-batches of pairs go through one :class:`SkipGramNegativeSampling` op whose backward gives
-*row-sparse* gradients (only the rows a batch touched), and :class:`SparseSGD` updates only
-those rows. gensim updates after every single pair; our batches are a few hundred words of
-text each, small enough that the staleness inside a batch costs (as measured) little.
+positions x window offsets). Then mini-batches of about 1024 pairs go through one op whose
+backward gives *row-sparse* gradients (only the rows a batch touched), and :class:`SparseSGD`
+adds them into place. gensim updates after every single pair; a batch is a few hundred words
+of text, small enough that the staleness inside it costs (as measured) little.
+
+**Shared negatives** (the default, ``shared_negatives=True``). Drawing K negatives per pair
+means gathering, scoring and updating K rows of W_out per pair, row by row. Instead a batch
+draws K' (``noise_words``, 64) noise words once; every pair scores all of them in one matrix
+product, each weighted K / K' (:func:`sgns_shared_loss`). In expectation over the noise this is
+the loss above, term for term, so it optimises the same objective with a different noise; and
+as the negative term depends on the center alone, it is computed once per center token rather
+than once per pair. This is the trick of "sampled softmax" implementations that share one
+candidate set per batch (Jean et al. 2015; TensorFlow's ``sampled_softmax_loss``).
+``shared_negatives=False`` keeps the classic per-pair draw (:class:`SkipGramNegativeSampling`),
+which, like gensim, skips a negative that happens to be the pair's own context word. The shared
+path keeps such a collision, as the paper's objective (an expectation over all noise words)
+does: a noise draw is "the", the likeliest, with probability 1.5% on GCIDE, so for a pair whose
+context is "the" the kept term weighs on average 5 x 1.5% = 0.08 of one negative, and less for
+every other word.
 """
 from __future__ import annotations
 
@@ -40,7 +54,7 @@ from ..nn import Module, Parameter
 from ..random import fork_rng
 from ..tensor import Function, Tensor
 from .keyed_vectors import KeyedVectors
-from .sparse import RowSparseGrad, SparseSGD
+from .sparse import RowSparseGrad, SparseSGD, chain
 
 
 # -- sub-sampling and the noise distribution ------------------------------------------------------
@@ -101,6 +115,22 @@ def context_pairs(sentence_of: np.ndarray, window: int, rng: np.random.Generator
     return centers, context[centers, slot]
 
 
+def one_blas_thread():
+    """A context in which BLAS (the library under ``@``) runs on one thread, when threadpoolctl
+    is installed (else nothing changes).
+
+    word2vec's matrix products are small (a few hundred x 100 by 100 x 64). Waking and syncing
+    BLAS threads costs more than such a product: on a busy 2-core machine one
+    (200 x 100) @ (100 x 64) product took 7.8 ms with OpenBLAS's threads and 0.03 ms on one.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 # -- the loss and its op --------------------------------------------------------------------------
 def sgns_loss(v: np.ndarray, u: np.ndarray):
     """Negative-sampling loss of a batch and its gradients, on plain arrays.
@@ -127,6 +157,53 @@ def sgns_loss(v: np.ndarray, u: np.ndarray):
     # END EXERCISE
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) written as 0.5 tanh(x / 2) + 0.5: the same, but no overflow warning
+    when float32 exp(-x) passes 3.4e38 (x < -88)."""
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """log(1 + exp(x)) = -log sigmoid(-x), computed without overflow; several times faster than
+    ``np.logaddexp(0, x)``, which matters when it runs on every score of every batch."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def sgns_shared_loss(v, u, starts, noise, negative):
+    """Skip-gram loss of a batch whose pairs all share one set of K' noise words; plain arrays.
+
+    ``v``: (P, d) the input vectors of the batch's P center tokens. ``u``: (B, d) output vectors
+    of the B context words, grouped by center: center p owns rows ``starts[p]`` up to
+    ``starts[p + 1]`` (``starts[0] == 0``; every center owns at least one). ``noise``: (K', d)
+    output vectors of the shared noise words. ``negative``: K, word2vec's negatives per pair.
+    Returns ``(loss, grad_v, grad_u, grad_noise)``. Each pair (c, o) costs
+
+        -log sigmoid(u_o . v_c) - (K / K') sum_{k=1..K'} log sigmoid(-u_{n_k} . v_c)
+
+    Word2vec's own term is a sum over K noise words drawn for that pair; here every pair of the
+    batch scores *all* K' shared noise words and weights each by K / K'. Both are sums whose
+    expectation over the noise is K E_n[-log sigmoid(-u_n . v_c)]: the same objective. Only the
+    noise (variance) differs, and the negative term becomes two matrix products. One more saving
+    follows: that term depends on the center alone, so a center with m pairs computes it once
+    and weights it by m.
+    """
+    pairs = np.diff(np.append(starts, len(u)))                     # m_p: pairs of each center
+    owner = np.repeat(np.arange(len(v)), pairs)                    # the center of each pair
+    v_pair = v[owner]                                              # (B, d)
+    positive = np.einsum("bd,bd->b", u, v_pair)                    # u_o . v_c per pair
+    negative_scores = v @ noise.T                                  # (P, K') once per center
+    # (K / K') * m_p, cast to the vectors' float32: a float64 weight would make the products
+    # below mixed-type, which NumPy computes without BLAS (training ran 5x slower)
+    weight = (pairs * (negative / len(noise))).astype(v.dtype)
+    loss = softplus(-positive).sum() + weight @ softplus(negative_scores).sum(axis=1)
+    g_positive = sigmoid(positive) - 1                             # prediction minus label 1
+    g_negative = sigmoid(negative_scores) * weight[:, None]        # prediction minus label 0, weighted
+    grad_u = g_positive[:, None] * v_pair
+    grad_v = np.add.reduceat(g_positive[:, None] * u, starts, axis=0) + g_negative @ noise
+    grad_noise = g_negative.T @ v
+    return loss, grad_v, grad_u, grad_noise
+
+
 def _gradient(rows, values, shape, sparse):
     grad = RowSparseGrad(rows, values, shape)
     return grad if sparse else grad.to_dense()
@@ -135,6 +212,9 @@ def _gradient(rows, values, shape, sparse):
 class SkipGramNegativeSampling(Function):
     """loss = SGNS(W_in[centers], W_out[targets]) summed over the batch; targets (B, 1+K).
 
+    The classic path (``Word2Vec(shared_negatives=False)``): K negatives drawn for each pair,
+    those equal to the pair's context skipped as in gensim.
+
     Fuses the two embedding lookups with the loss so that the backward can hand the optimizer
     the rows it touched (``sparse=True``, a :class:`RowSparseGrad`) instead of two dense
     (V, d) matrices of mostly zeros; ``sparse=False`` gives dense arrays (for gradcheck).
@@ -142,7 +222,17 @@ class SkipGramNegativeSampling(Function):
 
     @staticmethod
     def forward(ctx, w_in, w_out, centers, targets, sparse=True):
-        loss, grad_v, grad_u = sgns_loss(w_in[centers], w_out[targets])
+        v, u = w_in[centers], w_out[targets]
+        loss, grad_v, grad_u = sgns_loss(v, u)
+        # a negative that is the pair's own context word would teach "o is and is not a context
+        # of c" at once: word2vec.c and gensim skip it, so we take its term back out
+        pair, column = np.nonzero(targets[:, 1:] == targets[:, :1])
+        if len(pair):
+            column += 1
+            scores = np.einsum("bd,bd->b", u[pair, column], v[pair])
+            loss = loss - softplus(scores).sum()
+            np.subtract.at(grad_v, pair, sigmoid(scores)[:, None] * u[pair, column])
+            grad_u[pair, column] = 0
         ctx.save_for_backward(centers, targets, grad_v, grad_u)
         ctx.shapes, ctx.sparse = (w_in.shape, w_out.shape), sparse
         return np.asarray(loss, dtype=w_in.dtype)
@@ -151,8 +241,33 @@ class SkipGramNegativeSampling(Function):
     def backward(ctx, grad):
         centers, targets, grad_v, grad_u = ctx.saved_tensors
         d = grad_v.shape[-1]
-        return (_gradient(centers, grad * grad_v, ctx.shapes[0], ctx.sparse),
-                _gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
+        return (_gradient(centers, chain(grad, grad_v), ctx.shapes[0], ctx.sparse),
+                _gradient(targets.reshape(-1), chain(grad, grad_u.reshape(-1, d)), ctx.shapes[1], ctx.sparse))
+
+
+class SkipGramSharedNegatives(Function):
+    """Skip-gram loss of a batch with shared noise words (:func:`sgns_shared_loss`).
+
+    Inputs: the tables W_in, W_out; ``centers`` (P,) word ids of the center tokens; ``starts``
+    (P,) where each center's pairs begin; ``contexts`` (B,) word ids; ``noise`` (K',) word ids;
+    ``negative`` K. Gradients are row-sparse: the P center rows of W_in, and the B context rows
+    plus the K' noise rows of W_out.
+    """
+
+    @staticmethod
+    def forward(ctx, w_in, w_out, centers, starts, contexts, noise, negative, sparse=True):
+        loss, grad_v, grad_u, grad_noise = sgns_shared_loss(
+            w_in[centers], w_out[contexts], starts, w_out[noise], negative)
+        ctx.save_for_backward(centers, np.concatenate([contexts, noise]), grad_v,
+                              np.concatenate([grad_u, grad_noise]))
+        ctx.shapes, ctx.sparse = (w_in.shape, w_out.shape), sparse
+        return np.asarray(loss, dtype=w_in.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        centers, out_rows, grad_v, grad_out = ctx.saved_tensors
+        return (_gradient(centers, chain(grad, grad_v), ctx.shapes[0], ctx.sparse),
+                _gradient(out_rows, chain(grad, grad_out), ctx.shapes[1], ctx.sparse))
 
 
 class CBOWNegativeSampling(Function):
@@ -200,6 +315,10 @@ class Word2VecModel(Module):
         """Skip-gram loss of a batch of pairs; targets[:, 0] the contexts, the rest negatives."""
         return SkipGramNegativeSampling.apply(self.w_in, self.w_out, centers, targets)
 
+    def shared(self, centers, starts, contexts, noise, negative):
+        """Skip-gram loss of a batch whose pairs share the noise words ``noise``."""
+        return SkipGramSharedNegatives.apply(self.w_in, self.w_out, centers, starts, contexts, noise, negative)
+
     def cbow(self, context, owner, targets, cbow_mean=True):
         return CBOWNegativeSampling.apply(self.w_in, self.w_out, context, owner, targets,
                                           cbow_mean=cbow_mean)
@@ -221,21 +340,26 @@ class Word2Vec:
     that occurs n times in a batch gets the sum of n gradients computed from the same stale
     vectors, so a batch must stay small beside the vocabulary (1024 pairs for tens of thousands
     of words; a few dozen for a toy vocabulary of 16).
+    ``shared_negatives`` (ours too): skip-gram draws ``noise_words`` (K') noise words per batch,
+    scored by every pair and weighted ``negative`` / K' (see the module docstring); ``False``
+    draws ``negative`` noise words for each pair, as gensim does. CBOW always draws per example.
     ``seed=None`` draws from minitl's generator (``tl.manual_seed``); an integer seeds the model
     on its own, as gensim's ``seed`` does.
     """
 
     def __init__(self, sentences=None, vector_size=100, alpha=0.025, window=5, min_count=5,
                  sample=1e-3, seed=1, min_alpha=0.0001, sg=0, negative=5, ns_exponent=0.75,
-                 cbow_mean=1, epochs=5, batch_size=1024, chunk_words=100_000, progress=True):
+                 cbow_mean=1, epochs=5, batch_size=1024, chunk_words=100_000, progress=True,
+                 shared_negatives=True, noise_words=64):
         if negative < 1:
             raise ValueError("only negative sampling is implemented: negative must be >= 1")
-        if window < 1 or vector_size < 1 or epochs < 1:
-            raise ValueError("window, vector_size and epochs must be >= 1")
+        if window < 1 or vector_size < 1 or epochs < 1 or noise_words < 1:
+            raise ValueError("window, vector_size, epochs and noise_words must be >= 1")
         self.vector_size, self.alpha, self.window, self.min_count = vector_size, alpha, window, min_count
         self.sample, self.seed, self.min_alpha, self.sg = sample, seed, min_alpha, sg
         self.negative, self.ns_exponent, self.cbow_mean, self.epochs = negative, ns_exponent, cbow_mean, epochs
         self.batch_size, self.chunk_words, self.progress = batch_size, chunk_words, progress
+        self.shared_negatives, self.noise_words = shared_negatives, noise_words
         self.rng = fork_rng() if seed is None else np.random.default_rng(seed)
         self.corpus = self.model = self.wv = None
         self.train_seconds, self.words_trained = 0.0, 0
@@ -267,14 +391,24 @@ class Word2Vec:
         progress bar (words/s); ``self.train_seconds`` and ``self.losses`` keep the record."""
         from tqdm.auto import tqdm
         epochs = epochs or self.epochs
-        corpus, rng = self.corpus, self.rng
+        corpus = self.corpus
         total_words = epochs * corpus.n_tokens
         optimizer = SparseSGD(self.model.parameters(), lr=self.alpha)
         self.losses = []
-        done = 0
         start = time.perf_counter()
         bar = tqdm(total=total_words, unit="word", unit_scale=True, disable=not self.progress,
                    desc="skip-gram" if self.sg else "CBOW", mininterval=1.0)
+        with one_blas_thread():
+            self._train_epochs(epochs, optimizer, bar, total_words)
+        bar.close()
+        self.train_seconds += time.perf_counter() - start
+        self.words_trained += total_words
+        self.wv = KeyedVectors(corpus.vocab.id_to_word, self.model.w_in.data, counts=corpus.vocab.counts)
+        return self
+
+    def _train_epochs(self, epochs, optimizer, bar, total_words):
+        corpus, rng = self.corpus, self.rng
+        done = 0
         for _ in range(epochs):
             for first, last in self._chunks():
                 lo, hi = corpus.offsets[first], corpus.offsets[last]
@@ -289,11 +423,6 @@ class Word2Vec:
                 bar.update(hi - lo)
                 if self.losses:
                     bar.set_postfix(loss=f"{self.losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.5f}")
-        bar.close()
-        self.train_seconds += time.perf_counter() - start
-        self.words_trained += total_words
-        self.wv = KeyedVectors(corpus.vocab.id_to_word, self.model.w_in.data, counts=corpus.vocab.counts)
-        return self
 
     def _learning_rate(self, words_done, total_words):
         """alpha decaying linearly to min_alpha over the run (word2vec.c, gensim)."""
@@ -301,6 +430,8 @@ class Word2Vec:
         return self.alpha - (self.alpha - self.min_alpha) * progress
 
     def _train_sg(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
+        if self.shared_negatives:
+            return self._train_sg_shared(ids, centers, contexts, optimizer, done, chunk_words, total_words)
         n_pairs = len(centers)
         if n_pairs == 0:
             return
@@ -313,6 +444,30 @@ class Word2Vec:
             optimizer.param_groups[0]["lr"] = self._learning_rate(
                 done + chunk_words * b / n_pairs, total_words)
             loss = self.model(center_ids[b:b + self.batch_size], targets[b:b + self.batch_size])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            chunk_loss += float(loss.data)
+        self.losses.append(chunk_loss / n_pairs)
+
+    def _train_sg_shared(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
+        n_pairs = len(centers)
+        if n_pairs == 0:
+            return
+        # pairs come grouped by center token: `first[p]` is where center p's pairs begin
+        first = np.flatnonzero(np.concatenate([[True], centers[1:] != centers[:-1]]))
+        center_ids, context_ids = ids[centers[first]], ids[contexts]
+        # batches of about batch_size pairs, cut between centers so that none is split
+        cuts = np.unique(np.append(np.searchsorted(first, np.arange(0, n_pairs, self.batch_size)), len(first)))
+        first = np.append(first, n_pairs)
+        noise = draw_negatives(self.noise_cdf, (len(cuts) - 1, self.noise_words), self.rng)
+        chunk_loss = 0.0
+        for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+            p0, p1 = first[a], first[b]
+            optimizer.param_groups[0]["lr"] = self._learning_rate(
+                done + chunk_words * p0 / n_pairs, total_words)
+            loss = self.model.shared(center_ids[a:b], first[a:b] - p0, context_ids[p0:p1], noise[k],
+                                     self.negative)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -412,11 +567,15 @@ def word2vec_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=1e-3)
     parser.add_argument("--alpha", type=float, default=0.025)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--noise-words", type=int, default=64, help="shared noise words per batch (skip-gram)")
+    parser.add_argument("--classic", action="store_true",
+                        help="skip-gram draws --negative noise words per pair (slower) instead of sharing them")
     args = parser.parse_args(argv)
     corpus = load_training_corpus(args.corpus, fast=args.fast)
     model = Word2Vec(vector_size=args.vector_size, window=args.window, min_count=args.min_count,
                      sg=args.sg, negative=args.negative, sample=args.sample, alpha=args.alpha,
-                     epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+                     epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                     shared_negatives=not args.classic, noise_words=args.noise_words)
     model.build_vocab(corpus)
     print(f"corpus: {model.corpus.n_tokens:,} words, vocabulary {len(model.corpus.vocab):,}")
     model.train()
