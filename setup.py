@@ -19,10 +19,11 @@ setup(
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "jupytext>=1.14",
+        "threadpoolctl>=3",  # one BLAS thread where small matrix products dominate (word2vec)
     ],
     extras_require={
         # what the test suite needs; PyTorch is the differential-test oracle (tests skip without it)
-        "dev": ["pytest>=7", "hypothesis>=6", "threadpoolctl>=3"],
+        "dev": ["pytest>=7", "hypothesis>=6", "gensim>=4.3"],
         # PyTorch CPU as a test oracle and benchmark peer; this version is a CPU build
         "oracle": ["torch==2.13.0"],
         "gpu": ["cupy-cuda12x"],
