@@ -136,11 +136,17 @@ print(f"trainable parameters: {transfer.count_trainable(model):,} of {model.num_
 # - **scratch**: the same ResNet from random weights.
 # - **feature_extraction**: the frozen backbone runs once over the N images (cached features),
 #   a linear head trains on them.
-# - **finetune**: everything trains; the body at a tenth of the head's learning rate.
-# - **finetune_frozen_lower**: stem, layer1 and layer2 frozen (general features), layer3 and
-#   the head fine-tuned.
+# - **finetune**: first the new head alone on the cached features (a "linear probe"), then
+#   everything trains (LP-FT, Kumar et al. 2022). A random head's large early gradients would
+#   otherwise flow into the pretrained body and wreck the very features we came for.
+# - **finetune_frozen_lower**: the same, with stem, layer1 and layer2 frozen (general
+#   features): only layer3 and the head are fine-tuned.
 # - **gradual_unfreezing** (ULMFiT): the head alone first, then one block deeper per stage,
 #   with discriminative learning rates (each block 2.6x slower than the one above).
+#
+# Every strategy that trains the network gets the same optimizer steps (about 200), the same
+# Adam and the same cosine decay of the learning rate as scratch; the recipes were tuned on a
+# validation split carved from the target's training images, never on the test set.
 
 # %%
 data = table.load_target(FAST)

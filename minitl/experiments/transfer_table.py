@@ -6,10 +6,11 @@ labelled target images. For each N in `sizes` and each seed, N target images are
 
     scratch                 resnet_mini from random weights, everything trained
     feature_extraction      pretrained backbone frozen, features cached, a linear head trained
-    finetune                pretrained, everything trained, body at 1/10 of the head's lr
-    finetune_frozen_lower   pretrained, stem + layer1 + layer2 frozen, layer3 + head trained
-    gradual_unfreezing      pretrained, head first, then one block deeper per stage (ULMFiT),
-                            with discriminative learning rates
+    finetune                pretrained, the head first trained alone on cached features (LP-FT),
+                            then everything trained
+    finetune_frozen_lower   the same, with stem + layer1 + layer2 frozen: layer3 + head trained
+    gradual_unfreezing      pretrained, head first (on cached features), then one block deeper
+                            per stage (ULMFiT), with discriminative learning rates
 
 Every run is evaluated on the full target test set (5,000 images). Rows are written as JSON
 after every run: {"strategy", "n_labels", "seed", "accuracy", "trainable_params", "seconds"},
