@@ -58,10 +58,10 @@ def batch_size_for(n_labels):
     return 16 if n_labels <= 100 else 32 if n_labels <= 1000 else 64
 
 
-def epochs_for(n_labels, fast=False):
-    """Epochs giving about STEPS optimizer steps at this N (at least one pass over the data):
-    32, 6 and 1 epochs at N = 100, 1,000 and 10,000."""
-    epochs = max(1, round(STEPS * batch_size_for(n_labels) / n_labels))
+def epochs_for(n_labels, fast=False, min_epochs=1):
+    """Epochs giving about STEPS optimizer steps at this N, and at least `min_epochs` passes
+    over the data: 32, 6 and 1 epochs at N = 100, 1,000 and 10,000 by default."""
+    epochs = max(min_epochs, round(STEPS * batch_size_for(n_labels) / n_labels))
     return min(epochs, 5) if fast else epochs
 
 
@@ -105,12 +105,12 @@ def pretrained_model(state, num_classes):
     return model
 
 
-def run_one(strategy, n_labels, seed, data, state, cache, fast=False):
+def run_one(strategy, n_labels, seed, data, state, cache, fast=False, min_epochs=1):
     """Train one strategy on n_labels target images; returns its JSON row."""
     x, y, x_test, y_test = data
     idx = sample_labels(y, n_labels, seed)
     xs, ys = x[idx], y[idx]
-    epochs, bs = epochs_for(n_labels, fast), batch_size_for(n_labels)
+    epochs, bs = epochs_for(n_labels, fast, min_epochs), batch_size_for(n_labels)
     num_classes = len(TARGET_CLASSES)
     manual_seed(seed)  # the new head, scratch weights and shuffling all follow the seed
     if strategy == "scratch":
@@ -152,7 +152,8 @@ def load_target(fast=False):
     return x, y, x_test, y_test
 
 
-def run(sizes=(100, 1000, 10000), seeds=3, strategies=STRATEGIES, fast=False, json_path=None, progress=True):
+def run(sizes=(100, 1000, 10000), seeds=3, strategies=STRATEGIES, fast=False, json_path=None, progress=True,
+        min_epochs=1):
     """Every strategy at every size and seed; returns the rows (also written to json_path
     after each run, so an interrupted run keeps what it measured)."""
     from tqdm.auto import tqdm
@@ -166,7 +167,7 @@ def run(sizes=(100, 1000, 10000), seeds=3, strategies=STRATEGIES, fast=False, js
     bar = tqdm(jobs, desc="transfer table", disable=not progress)
     for n, seed, strategy in bar:
         bar.set_postfix(n=n, seed=seed, strategy=strategy)
-        row = run_one(strategy, n, seed, data, state, cache, fast)
+        row = run_one(strategy, n, seed, data, state, cache, fast, min_epochs)
         rows.append(row)
         if progress:
             tqdm.write(json.dumps(row))
@@ -236,6 +237,8 @@ def experiment_transfer_main(argv=None):
     parser.add_argument("--figure", default="minitl_output/transfer/transfer_table.png")
     parser.add_argument("--fast", action="store_true", help="small source model, few epochs, 500 test images")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--min-epochs", type=int, default=1,
+                        help="at least this many passes over the N images (default 1: about 200 steps per run)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("100" if args.fast else "100,1000,10000")).split(",")]
     seeds = args.seeds if args.seeds is not None else (1 if args.fast else 3)
@@ -244,7 +247,8 @@ def experiment_transfer_main(argv=None):
         if s not in STRATEGIES:
             parser.error(f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)}")
     start = time.perf_counter()
-    rows, state = run(sizes, seeds, strategies, args.fast, args.json, progress=not args.no_progress)
+    rows, state = run(sizes, seeds, strategies, args.fast, args.json, progress=not args.no_progress,
+                      min_epochs=args.min_epochs)
     summary = summarize(rows)
     print(f"\nsource model: test accuracy {float(state['source_accuracy']):.4f} on classes "
           f"{','.join(map(str, SOURCE_CLASSES))}")
