@@ -12,15 +12,33 @@
 #
 # What you should see: the first-layer filters of the source model are small edge and blob
 # detectors. The chapter expects the pretrained strategies to beat training from scratch at
-# N = 100 and the gap to close as N grows. With this small ResNet and these recipes (about
-# 200 optimizer steps per run) the measured advantage is small: at N = 100 feature extraction
-# and gradual unfreezing lead scratch by about 2 points (0.663 and 0.661 against 0.646, three
-# seeds); at N = 1,000 only gradual unfreezing still leads (0.742 against 0.727), and at
-# N = 10,000 scratch is ahead of every pretrained strategy. A
-# BatchNorm ResNet from scratch is a strong baseline on 28x28 images; the source classes
-# (shirts, trousers, shoes, bags) share little with the look-alike pullover/coat/shirt the
-# target must tell apart. Ask yourself which recipe change would help: a longer head-only
-# warm-up, larger learning rates for the upper blocks, more steps?
+# N = 100 and the gap to close as N grows. Measured with `minitl experiment transfer` (three
+# seeds, target test accuracy, source model 0.9894 on its five classes, 728 s on 2 cores):
+#
+# | approach              | N = 100       | N = 1,000     | N = 10,000    |
+# |-----------------------|---------------|---------------|---------------|
+# | scratch               | 0.643 ± 0.004 | 0.758 ± 0.012 | 0.781 ± 0.002 |
+# | feature_extraction    | 0.679 ± 0.006 | 0.728 ± 0.002 | 0.755 ± 0.002 |
+# | finetune              | 0.706 ± 0.005 | 0.811 ± 0.005 | 0.836 ± 0.000 |
+# | finetune_frozen_lower | 0.709 ± 0.002 | 0.805 ± 0.004 | 0.828 ± 0.001 |
+# | gradual_unfreezing    | 0.706 ± 0.004 | 0.811 ± 0.005 | 0.831 ± 0.002 |
+#
+# Every pretrained strategy beats scratch at N = 100 (by 4-7 points) and fine-tuning beats it
+# at N = 1,000 (+5 points). Feature extraction, whose backbone never adapts, falls behind
+# scratch from N = 1,000 on: the source's 64 features were made for shirts, trousers and
+# shoes, not for telling a pullover from a coat. The gap of fine-tuning over scratch does NOT
+# close at N = 10,000 here (+5.5 points), because every run gets about 200 optimizer steps,
+# one epoch at N = 10,000: a network from scratch is still far from converged after one pass,
+# while the pretrained one starts close. SIDE_RUN_PLACEHOLDER
+#
+# What changed from the first version of this table, where fine-tuning merely tied scratch
+# (0.651 against 0.646 at N = 100, 0.721 against 0.727 at N = 1,000): the source model now
+# trains 4 epochs with a cosine decay (0.9894 on its classes, against 0.9734 after one epoch);
+# every run decays its learning rate along a cosine; and the fine-tuning recipes first train
+# the new head alone on cached features, then everything at the head's rate (LP-FT). On a
+# validation split of the target's training images (seed 0), LP-FT alone lifted fine-tuning
+# at N = 100 from 0.694 to 0.742 (scratch 0.695), and at N = 1,000 a body rate equal to the
+# head's beat a tenth of it (0.815 against 0.748; scratch 0.775).
 #
 # Read alongside: `minitl/ops/conv.py` (im2col convolution, pooling, batch norm),
 # `minitl/models/resnet_mini.py`, `minitl/transfer.py`, `minitl/experiments/transfer_table.py`.
