@@ -10,6 +10,10 @@
 
 Goal (issue 3): the CNN step at most 2x PyTorch's time. The two sides are timed interleaved
 so that drifting machine load hits both alike; the best of three rounds is reported.
+
+Measured (2 shared cores, PyTorch 2.13 CPU, numpy 2.4): the CNN step 124.0 ms against 83.1 ms
+(1.49x) on 1 thread, 108.4 ms against 45.7 ms (2.37x) on 2 threads: only the matmuls use the
+second thread on our side (element-wise NumPy runs on one), PyTorch's kernels all do.
 """
 from __future__ import annotations
 

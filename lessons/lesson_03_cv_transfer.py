@@ -12,15 +12,34 @@
 #
 # What you should see: the first-layer filters of the source model are small edge and blob
 # detectors. The chapter expects the pretrained strategies to beat training from scratch at
-# N = 100 and the gap to close as N grows. With this small ResNet and these recipes (about
-# 200 optimizer steps per run) the measured advantage is small: at N = 100 feature extraction
-# and gradual unfreezing lead scratch by about 2 points (0.663 and 0.661 against 0.646, three
-# seeds); at N = 1,000 only gradual unfreezing still leads (0.742 against 0.727), and at
-# N = 10,000 scratch is ahead of every pretrained strategy. A
-# BatchNorm ResNet from scratch is a strong baseline on 28x28 images; the source classes
-# (shirts, trousers, shoes, bags) share little with the look-alike pullover/coat/shirt the
-# target must tell apart. Ask yourself which recipe change would help: a longer head-only
-# warm-up, larger learning rates for the upper blocks, more steps?
+# N = 100 and the gap to close as N grows. Measured with `minitl experiment transfer` (three
+# seeds, target test accuracy, source model 0.9894 on its five classes, 972 s on 2 cores):
+#
+# | approach              | N = 100       | N = 1,000     | N = 10,000    |
+# |-----------------------|---------------|---------------|---------------|
+# | scratch               | 0.643 ± 0.004 | 0.758 ± 0.012 | 0.830 ± 0.003 |
+# | feature_extraction    | 0.679 ± 0.006 | 0.728 ± 0.002 | 0.755 ± 0.002 |
+# | finetune              | 0.706 ± 0.005 | 0.811 ± 0.005 | 0.861 ± 0.001 |
+# | finetune_frozen_lower | 0.709 ± 0.002 | 0.805 ± 0.004 | 0.845 ± 0.002 |
+# | gradual_unfreezing    | 0.706 ± 0.004 | 0.811 ± 0.005 | 0.850 ± 0.001 |
+#
+# Every pretrained strategy beats scratch at N = 100 (by 4-7 points) and fine-tuning beats it
+# at N = 1,000; its lead shrinks as N grows (+6.3, +5.3, +3.1 points). Feature extraction,
+# whose backbone never adapts, falls behind scratch from N = 1,000 on: the source's 64
+# features were made for shirts, trousers and shoes, not for telling a pullover from a coat.
+# How fast the gap closes depends on the step budget: with one epoch at N = 10,000 the lead
+# of fine-tuning stayed at +5.5 points (scratch 0.781, finetune 0.836, three seeds); with
+# three epochs (one seed) it fell to +1.9 (0.851 against 0.870). A network from scratch needs
+# many steps; the pretrained one starts close.
+#
+# What changed from the first version of this table, where fine-tuning merely tied scratch
+# (0.651 against 0.646 at N = 100, 0.721 against 0.727 at N = 1,000): the source model now
+# trains 4 epochs with a cosine decay (0.9894 on its classes, against 0.9734 after one epoch);
+# every run decays its learning rate along a cosine; and the fine-tuning recipes first train
+# the new head alone on cached features, then everything at the head's rate (LP-FT). On a
+# validation split of the target's training images (seed 0), LP-FT alone lifted fine-tuning
+# at N = 100 from 0.694 to 0.742 (scratch 0.695), and at N = 1,000 a body rate equal to the
+# head's beat a tenth of it (0.815 against 0.748; scratch 0.775).
 #
 # Read alongside: `minitl/ops/conv.py` (im2col convolution, pooling, batch norm),
 # `minitl/models/resnet_mini.py`, `minitl/transfer.py`, `minitl/experiments/transfer_table.py`.
@@ -136,11 +155,18 @@ print(f"trainable parameters: {transfer.count_trainable(model):,} of {model.num_
 # - **scratch**: the same ResNet from random weights.
 # - **feature_extraction**: the frozen backbone runs once over the N images (cached features),
 #   a linear head trains on them.
-# - **finetune**: everything trains; the body at a tenth of the head's learning rate.
-# - **finetune_frozen_lower**: stem, layer1 and layer2 frozen (general features), layer3 and
-#   the head fine-tuned.
+# - **finetune**: first the new head alone on the cached features (a "linear probe"), then
+#   everything trains (LP-FT, Kumar et al. 2022). A random head's large early gradients would
+#   otherwise flow into the pretrained body and wreck the very features we came for.
+# - **finetune_frozen_lower**: the same, with stem, layer1 and layer2 frozen (general
+#   features): only layer3 and the head are fine-tuned.
 # - **gradual_unfreezing** (ULMFiT): the head alone first, then one block deeper per stage,
 #   with discriminative learning rates (each block 2.6x slower than the one above).
+#
+# Every strategy that trains the network gets the same optimizer steps (about 200, and at
+# least two epochs), the same Adam and the same cosine decay of the learning rate as scratch;
+# the recipes were tuned on a validation split carved from the target's training images,
+# never on the test set.
 
 # %%
 data = table.load_target(FAST)

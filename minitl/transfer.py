@@ -108,10 +108,12 @@ def discriminative_param_groups(model, lr, decay=2.6):
 
 # --- training helpers -------------------------------------------------------------------------
 
-def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False):
+def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False, scheduler=None,
+                batchnorm_eval=False):
     """Plain mini-batch training with cross-entropy for `epochs` passes over `loader`, or for
     exactly `steps` optimizer steps when given (the loader restarts as often as needed).
-    Frozen BatchNorms stay in eval mode."""
+    Frozen BatchNorms stay in eval mode (all of them with `batchnorm_eval`). `scheduler.step()`,
+    when given, follows every step."""
     from tqdm.auto import tqdm
 
     total = steps if steps is not None else epochs * len(loader)
@@ -120,11 +122,15 @@ def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False):
     while done < total:
         model.train()
         keep_frozen_batchnorm_in_eval(model)
+        if batchnorm_eval:
+            set_batchnorm_eval(model)
         for x, y in loader:
             loss = cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             done += 1
             bar.update()
             if done == total:
@@ -172,56 +178,117 @@ class FeatureCache:
 
 # --- the strategies ---------------------------------------------------------------------------
 # Each returns the trained model. `model` is pretrained, its head already replaced.
+#
+# The budget: every strategy that trains the network gets the same number of optimizer steps
+# on it (`steps`, or `epochs` passes over the data), with the same Adam and the same cosine
+# decay of the learning rate. What differs is what trains, and at which rate. A linear head on
+# cached features costs next to nothing (no network pass), so feature extraction trains its
+# head longer, and the fine-tuning recipes start from such a trained head ("LP-FT": linear
+# probe, then fine-tune; Kumar et al. 2022): a random head's large early gradients would
+# otherwise flow into, and wreck, the pretrained features.
 
-def train_from_scratch(model, x, y, epochs, lr=1e-3, batch_size=64):
+def _total_steps(loader, epochs, steps):
+    return steps if steps is not None else max(1, (epochs or 1) * len(loader))
+
+
+def _cosine(optimizer, total):
+    """The same schedule for every strategy: lr decays along half a cosine to zero."""
+    return optim.lr_scheduler.warmup_cosine(optimizer, 0, max(1, total))
+
+
+def set_batchnorm_eval(model):
+    """Every BatchNorm of `model` in eval mode: it normalises with the source task's running
+    statistics (its gamma and beta may still train). With a handful of target images per
+    batch, batch statistics are noisy and the running ones would drift from the source's."""
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.eval()
+
+
+def train_from_scratch(model, x, y, epochs=None, lr=1e-3, batch_size=64, steps=None):
     """The baseline: every parameter trained from its random initialisation."""
     unfreeze(model)
-    return train_steps(model, make_loader(x, y, batch_size), optim.Adam(model.parameters(), lr=lr), epochs)
+    loader = make_loader(x, y, batch_size)
+    total = _total_steps(loader, epochs, steps)
+    optimizer = optim.Adam(model.parameters(), lr=lr)
+    return train_steps(model, loader, optimizer, steps=total, scheduler=_cosine(optimizer, total))
+
+
+def train_head(model, x, y, epochs, lr=1e-2, batch_size=64, cache=None, name=None):
+    """Train `model.fc` alone on the frozen backbone's features of `x`, computed once (cached
+    under `name` when a FeatureCache is given). Leaves the whole model frozen but the head."""
+    freeze(model)
+    unfreeze(model.fc)
+    feats = cache.get(name, x) if cache is not None and name is not None else extract_features(model, x)
+    head = model.fc
+    loader = make_loader(feats, y, batch_size)
+    optimizer = optim.Adam(head.parameters(), lr=lr)
+    total = _total_steps(loader, epochs, None)
+    train_steps(head, loader, optimizer, steps=total, scheduler=_cosine(optimizer, total))
+    return model
 
 
 def feature_extraction(model, x, y, epochs, lr=1e-2, batch_size=64, cache=None, name=None):
     """Frozen backbone, linear head: the features are computed once (cached under `name` when a
     FeatureCache is given) and the head `model.fc` trains on them alone."""
-    freeze(model)
-    unfreeze(model.fc)
-    feats = cache.get(name, x) if cache is not None and name is not None else extract_features(model, x)
-    head = model.fc
-    optimizer = optim.Adam(head.parameters(), lr=lr)
-    train_steps(head, make_loader(feats, y, batch_size), optimizer, epochs)
-    return model
+    return train_head(model, x, y, epochs, lr, batch_size, cache, name)
 
 
-def finetune(model, x, y, epochs, lr=1e-3, body_lr_ratio=0.1, batch_size=64):
-    """Everything trains; the pretrained body with a learning rate `body_lr_ratio` times the
-    new head's, so that the head's large early errors do not wreck the pretrained weights."""
-    unfreeze(model)
-    head_ids = {id(p) for p in model.fc.parameters()}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    optimizer = optim.Adam([{"params": body, "lr": lr * body_lr_ratio}, {"params": model.fc.parameters()}], lr=lr)
-    return train_steps(model, make_loader(x, y, batch_size), optimizer, epochs)
-
-
-def finetune_frozen_lower(model, x, y, epochs, frozen_blocks=3, lr=1e-3, body_lr_ratio=0.1, batch_size=64):
-    """The lowest `frozen_blocks` blocks stay frozen (general features: edges, textures); the
-    upper blocks and the head fine-tune. The frozen part runs without a graph."""
-    freeze_lower(model, frozen_blocks)
+def _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn):
     head_ids = {id(p) for p in model.fc.parameters()}
     body = [p for p in trainable_parameters(model) if id(p) not in head_ids]
     optimizer = optim.Adam([{"params": body, "lr": lr * body_lr_ratio}, {"params": model.fc.parameters()}], lr=lr)
-    return train_steps(model, make_loader(x, y, batch_size), optimizer, epochs)
+    return train_steps(model, loader, optimizer, steps=total, scheduler=_cosine(optimizer, total),
+                       batchnorm_eval=freeze_bn)
 
 
-def gradual_unfreezing(model, x, y, epochs, lr=1e-3, decay=2.6, batch_size=64, stages=None):
+def finetune(model, x, y, epochs=None, lr=1e-3, body_lr_ratio=0.1, batch_size=64, steps=None,
+             head_epochs=0, head_lr=1e-2, freeze_bn=False):
+    """Everything trains; the pretrained body with a learning rate `body_lr_ratio` times the
+    head's. With `head_epochs`, the head first trains alone on cached features (LP-FT);
+    `freeze_bn` keeps every BatchNorm on the source's running statistics."""
+    loader = make_loader(x, y, batch_size)
+    total = _total_steps(loader, epochs, steps)
+    if head_epochs:
+        train_head(model, x, y, head_epochs, head_lr, batch_size)
+    unfreeze(model)
+    return _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn)
+
+
+def finetune_frozen_lower(model, x, y, epochs=None, frozen_blocks=3, lr=1e-3, body_lr_ratio=0.1, batch_size=64,
+                          steps=None, head_epochs=0, head_lr=1e-2, freeze_bn=False):
+    """The lowest `frozen_blocks` blocks stay frozen (general features: edges, textures); the
+    upper blocks and the head fine-tune. The frozen part runs without a graph."""
+    loader = make_loader(x, y, batch_size)
+    total = _total_steps(loader, epochs, steps)
+    if head_epochs:
+        train_head(model, x, y, head_epochs, head_lr, batch_size)
+    freeze_lower(model, frozen_blocks)
+    return _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn)
+
+
+def gradual_unfreezing(model, x, y, epochs=None, lr=1e-3, decay=2.6, batch_size=64, stages=None, steps=None,
+                       head_epochs=0, head_lr=1e-2, freeze_bn=False):
     """ULMFiT's schedule: train the head alone, then unfreeze one block deeper per stage, with
     discriminative learning rates (each block `decay` times slower than the one above). The
-    optimizer steps of `epochs` epochs are shared equally by the stages, so the strategy costs
-    no more steps than plain fine-tuning."""
+    optimizer steps (`steps`, or those of `epochs` epochs) are shared equally by the stages, so
+    the strategy costs no more steps than plain fine-tuning. With `head_epochs`, the head-only
+    stage runs on cached features (as feature extraction) and the steps go to the later stages."""
     stages = stages or len(blocks_of(model))
     loader = make_loader(x, y, batch_size)
-    steps = max(stages, epochs * len(loader))
-    for stage in range(1, stages + 1):
+    total = max(stages, _total_steps(loader, epochs, steps))
+    first = 1
+    if head_epochs:
+        train_head(model, x, y, head_epochs, head_lr, batch_size)
+        first = 2
+    count = stages - first + 1
+    for k, stage in enumerate(range(first, stages + 1)):
         unfreeze_top(model, stage)
         optimizer = optim.Adam(discriminative_param_groups(model, lr, decay), lr=lr)
-        share = steps * stage // stages - steps * (stage - 1) // stages
-        train_steps(model, loader, optimizer, steps=share)
+        share = total * (k + 1) // count - total * k // count
+        # the rate decays across the stages as one cosine, from lr at the start to 0 at the end
+        start = total * k // count
+        schedule = optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step, start=start: optim.lr_scheduler.warmup_cosine_factor(start + step, 0, total))
+        train_steps(model, loader, optimizer, steps=share, scheduler=schedule, batchnorm_eval=freeze_bn)
     return model

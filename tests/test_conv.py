@@ -169,3 +169,29 @@ def test_resnet_mini_shapes_and_head():
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     assert tl.models.small_cnn()(tl.tensor(np.zeros((2, 1, 28, 28), np.float32))).shape == (2, 10)
+
+
+def test_max_pool_2x2_fast_path_matches_the_window_path_with_ties():
+    """The reshape path for 2x2/stride 2 gives the values and the first-maximum gradient of
+    the generic window path (3x3 windows at stride 2 and padding, which take the other path,
+    cannot be compared; so compare against a direct computation)."""
+    from minitl.ops.conv import max_pool_2x2
+
+    x = rng.integers(0, 3, (2, 3, 6, 4)).astype(np.float32)  # many ties
+    for layout in (x, np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
+        out, arg = max_pool_2x2(layout)
+        win = x.reshape(2, 3, 3, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 3, 2, 4)
+        np.testing.assert_array_equal(out, win.max(-1))
+        np.testing.assert_array_equal(arg, win.argmax(-1))  # NumPy's argmax: the first maximum
+        t = tl.tensor(layout, requires_grad=True)
+        F.max_pool2d(t, 2).sum().backward()
+        assert t.grad.sum() == out.size  # one unit of gradient per window, on one pixel
+
+
+def test_batch_norm_column_sums_match_float64_statistics():
+    x = (normal(4, 3, 5, 5) * 3 + 2).astype(np.float32)
+    bn = tl.nn.BatchNorm2d(3)
+    out = bn(tl.tensor(x)).numpy()
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3), keepdims=True), x64.var(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose(out, (x64 - mean) / np.sqrt(var + 1e-5), atol=1e-5)

@@ -197,3 +197,37 @@ def test_command_line_entry_points(tmp_path, monkeypatch, capsys):
     assert "source test accuracy (classes 0,1,5,7,8): 0.8750" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         table.experiment_transfer_main(["--fast", "--strategies", "no_such_strategy"])
+
+
+def test_lp_ft_trains_the_head_first_then_everything():
+    tl.manual_seed(0)
+    model = tl.models.resnet_mini(3)
+    stem_before = model.stem[0].weight.data.copy()
+    x, y = images(16), rng.integers(0, 3, 16)
+    head_only = tl.models.resnet_mini(3)
+    head_only.load_state_dict(model.state_dict())
+    transfer.train_head(head_only, x, y, epochs=2, batch_size=8)
+    assert transfer.count_trainable(head_only) == head_only.fc.weight.numel() + head_only.fc.bias.numel()
+    np.testing.assert_array_equal(head_only.stem[0].weight.data, stem_before)
+    transfer.finetune(model, x, y, steps=3, batch_size=8, head_epochs=2)
+    assert transfer.count_trainable(model) == model.num_parameters()
+    assert not np.array_equal(model.stem[0].weight.data, stem_before)
+
+
+def test_freeze_bn_keeps_the_source_statistics_while_fine_tuning():
+    model = tl.models.resnet_mini(3)
+    mean = model.layer3[0].bn1.running_mean.copy()
+    x, y = images(16), rng.integers(0, 3, 16)
+    transfer.finetune(model, x, y, steps=2, batch_size=8, freeze_bn=True)
+    np.testing.assert_array_equal(model.layer3[0].bn1.running_mean, mean)
+    transfer.finetune(model, x, y, steps=2, batch_size=8)
+    assert not np.array_equal(model.layer3[0].bn1.running_mean, mean)
+
+
+def test_every_strategy_gets_the_same_steps_and_a_decaying_rate():
+    model = tl.models.resnet_mini(3)
+    x, y = images(16), rng.integers(0, 3, 16)
+    opt = tl.optim.Adam(model.parameters(), lr=1e-3)
+    schedule = transfer._cosine(opt, 4)
+    transfer.train_steps(model, transfer.make_loader(x, y, 8), opt, steps=4, scheduler=schedule)
+    assert schedule.last_step == 4 and opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
