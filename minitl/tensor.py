@@ -308,18 +308,24 @@ class Tensor:
 
         order = _topological_order(self)
         grads = {id(self): gradient}
+        # Arrays that only this pass holds may become a leaf's .grad as they are; anything else
+        # (the caller's gradient, one array handed to two inputs, a view, an array an op also
+        # saved) is copied first, so an in-place update of one .grad can never change another.
+        owned = set()
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             ctx = node._ctx
             if ctx is None or node._retains_grad:
-                _accumulate(node, g)
+                _accumulate(node, g, id(g) in owned)
             if ctx is None:
                 continue
             in_grads = ctx.backward(ctx, g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
+            saved = getattr(ctx, "saved_tensors", ())
+            handed_out = set()
             for parent, pg in zip(ctx.parents, in_grads):
                 if pg is None or not parent.requires_grad:
                     continue
@@ -329,8 +335,16 @@ class Tensor:
                 key = id(parent)
                 if key in grads:
                     grads[key] = grads[key] + pg
+                    owned.add(id(grads[key]))
+                    continue
+                grads[key] = pg
+                fresh = (pg is not g and pg.base is None and id(pg) not in handed_out
+                         and not any(pg is s for s in saved))
+                if fresh:
+                    owned.add(id(pg))
                 else:
-                    grads[key] = pg
+                    owned.discard(id(pg))
+                handed_out.add(id(pg))
 
     # --- operators: each is one differentiable op from minitl.ops --------------------------
     def __add__(self, other):
@@ -577,13 +591,13 @@ def _topological_order(root):
     # END EXERCISE
 
 
-def _accumulate(node, g):
-    """Add `g` into `node.grad`. A fresh array is stored, never one that an op may share with
-    another input (`a + b` hands the same gradient array to both)."""
+def _accumulate(node, g, owned=False):
+    """Add `g` into `node.grad`. An array that something else may also hold is copied first
+    (`a + b` hands the same gradient array to both inputs)."""
     if g.dtype != node.data.dtype:
-        g = g.astype(node.data.dtype)
+        g, owned = g.astype(node.data.dtype), True
     if node.grad is None:
-        node.grad = g.copy()
+        node.grad = g if owned else g.copy()
     else:
         node.grad = node.grad + g
 
