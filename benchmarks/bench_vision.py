@@ -18,13 +18,10 @@ second thread on our side (element-wise NumPy runs on one), PyTorch's kernels al
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import sys
-import time
 
 import numpy as np
+from harness import compare, require_torch, write_json
 
 CONV_SHAPES = [  # (batch, in_channels, size, out_channels, kernel, stride, padding)
     (128, 1, 28, 32, 3, 1, 1),
@@ -32,18 +29,6 @@ CONV_SHAPES = [  # (batch, in_channels, size, out_channels, kernel, stride, padd
     (64, 16, 28, 16, 3, 1, 1),
     (64, 32, 14, 64, 3, 2, 1),
 ]
-
-
-def timed(fn, repeat, inner):
-    """Median over `repeat` runs of the mean time of `inner` calls, in seconds."""
-    fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
 
 
 def conv_cases(shape, rng):
@@ -112,13 +97,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        sys.exit("bench_vision needs PyTorch as the peer: pip install -e .[oracle]")
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(args.threads)
+    torch = require_torch("bench_vision")
     rng = np.random.default_rng(0)
     cases = []
     for shape in CONV_SHAPES:
@@ -126,24 +105,14 @@ def main(argv=None):
         cases.append((f"conv {c}->{o} {k}x{k} s{s} {size}x{size} b{n}", *conv_cases(shape, rng), 3))
     cases.append(("CNN Adam step b128", *cnn_cases(rng), 3))
 
-    results = {}
-    with threadpool_limits(limits=args.threads):
-        for name, ours, peer, inner in cases:
-            t_ours, t_peer = [], []
-            for _ in range(3):
-                t_ours.append(timed(ours, args.repeat, inner))
-                t_peer.append(timed(peer, args.repeat, inner))
-            results[name] = {"minitl_s": min(t_ours), "torch_s": min(t_peer)}
+    results = compare(cases, args.threads, args.repeat)
 
     print(f"minitl vs PyTorch {torch.__version__} CPU, float32, {args.threads} thread(s), numpy {np.__version__}")
     print(f"{'case (forward + backward)':<34}{'minitl':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, r in results.items():
-        r["ratio"] = r["minitl_s"] / r["torch_s"]
         print(f"{name:<34}{r['minitl_s'] * 1e3:>8.1f} ms{r['torch_s'] * 1e3:>8.1f} ms{r['ratio']:>7.2f}x")
     print("goal: CNN Adam step <= 2x PyTorch")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "results": results}, f, indent=2)
+    write_json(args.json, args.threads, results)
     return results
 
 
