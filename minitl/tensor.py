@@ -310,7 +310,8 @@ class Tensor:
         grads = {id(self): gradient}
         # Arrays that only this pass holds may become a leaf's .grad as they are; anything else
         # (the caller's gradient, one array handed to two inputs, a view, an array an op also
-        # saved) is copied first, so an in-place update of one .grad can never change another.
+        # saved, or a gradient that is not a plain array) is copied first, so an in-place update
+        # of one .grad can never change another.
         owned = set()
         for node in reversed(order):
             g = grads.pop(id(node), None)
@@ -338,7 +339,7 @@ class Tensor:
                     owned.add(id(grads[key]))
                     continue
                 grads[key] = pg
-                fresh = (pg is not g and pg.base is None and id(pg) not in handed_out
+                fresh = (pg is not g and getattr(pg, "base", 0) is None and id(pg) not in handed_out
                          and not any(pg is s for s in saved))
                 if fresh:
                     owned.add(id(pg))
