@@ -43,8 +43,10 @@ def numerical_gradient(f, x, eps=1e-6):
     """Central differences of the scalar function f() with respect to every element of the
     array x, which f reads and which is perturbed in place."""
     grad = np.zeros_like(x)
-    flat_x, flat_g = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat_x.size):
+    # .flat writes through to x whatever its memory layout (reshape(-1) would copy a
+    # transposed array, and the perturbations would never reach f)
+    flat_x, flat_g = x.flat, grad.flat
+    for i in range(x.size):
         old = flat_x[i]
         flat_x[i] = old + eps
         plus = f()

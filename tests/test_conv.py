@@ -195,3 +195,11 @@ def test_batch_norm_column_sums_match_float64_statistics():
     x64 = x.astype(np.float64)
     mean, var = x64.mean(axis=(0, 2, 3), keepdims=True), x64.var(axis=(0, 2, 3), keepdims=True)
     np.testing.assert_allclose(out, (x64 - mean) / np.sqrt(var + 1e-5), atol=1e-5)
+
+
+def test_gradcheck_max_pool_2x2_fast_path():
+    """Even sizes take the 2x2 reshape path forward and backward, in both memory layouts."""
+    x = distinct(2, 3, 4, 6)
+    assert tl.gradcheck(lambda t: F.max_pool2d(t, 2), x)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NHWC memory, as after a conv
+    assert tl.gradcheck(lambda t: F.max_pool2d(t, 2), nhwc)

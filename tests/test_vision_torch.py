@@ -105,3 +105,8 @@ def test_small_cnn_training_step_matches_torch():
     ref_grads = dict(ref.named_parameters())
     for name, p in model.named_parameters():
         np.testing.assert_allclose(p.grad, ref_grads[name].grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=name)
+
+
+def test_max_pool_2x2_fast_path_matches_pytorch():
+    (x,), (tx,) = both(rng.permutation(2 * 3 * 8 * 6).reshape(2, 3, 8, 6) * 0.1)
+    compare(F.max_pool2d(x, 2), torch.nn.functional.max_pool2d(tx, 2), [x], [tx])

@@ -176,6 +176,20 @@ def max_pool_2x2(x):
     return out.transpose(0, 3, 1, 2), arg.transpose(0, 3, 1, 2)
 
 
+def max_pool_2x2_backward(grad, arg, shape):
+    """The adjoint of `max_pool_2x2`: windows don't overlap, so each of the four offsets of the
+    (N, H/2, 2, W/2, 2, C) view of the gradient is written once, with the window's gradient
+    where that offset was the argmax and 0 elsewhere. Returns an NCHW view of NHWC memory."""
+    xp = xp_of(grad)
+    n, c, h, w = shape
+    g, a = grad.transpose(0, 2, 3, 1), arg.transpose(0, 2, 3, 1)  # (N, H/2, W/2, C) views
+    dx = xp.empty((n, h // 2, 2, w // 2, 2, c), dtype=grad.dtype)
+    for i in range(2):
+        for j in range(2):
+            xp.multiply(g, a == 2 * i + j, out=dx[:, :, i, :, j, :])
+    return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
 class MaxPool2d(Function):
     """The largest value of each k x k window; the gradient flows to that one element only."""
 
@@ -188,7 +202,8 @@ class MaxPool2d(Function):
         if ph or pw:  # padding with -inf never wins a max
             x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
         ctx.channels_last = x.transpose(0, 2, 3, 1).flags.c_contiguous  # NHWC memory, as after a conv
-        if kernel == stride == (2, 2) and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0:
+        ctx.fast_2x2 = kernel == stride == (2, 2) and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+        if ctx.fast_2x2:
             out, arg = max_pool_2x2(x)
             ctx.save_for_backward(arg)
             ctx.geometry = (x.shape, kernel, stride, (ph, pw))
@@ -205,6 +220,10 @@ class MaxPool2d(Function):
     def backward(ctx, grad):
         (arg,) = ctx.saved_tensors
         padded_shape, (kh, kw), (sh, sw), (ph, pw) = ctx.geometry
+        if ctx.fast_2x2:
+            dx = max_pool_2x2_backward(grad, arg, padded_shape)
+            h, w = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
+            return dx[:, :, ph:ph + h, pw:pw + w]
         xp = xp_of(grad)
         n, c, hp, wp = padded_shape
         # the gradient takes the input's memory layout, so the layers below keep theirs
