@@ -15,7 +15,7 @@ import argparse
 import os
 
 import numpy as np
-from harness import compare, require_torch, write_json
+from harness import compare, require_torch, training_step, write_json
 
 
 def minitl_cases(x_np, y_np, w_np):
@@ -34,15 +34,7 @@ def minitl_cases(x_np, y_np, w_np):
     for p, w in zip(model.parameters(), w_np):
         p.data[...] = w
     opt = tl.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = tl.tensor(x_np), tl.tensor(y_np)
-
-    def step():
-        loss = tl.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return tiny, step
+    return tiny, training_step(model, opt, tl.nn.functional.cross_entropy, tl.tensor(x_np), tl.tensor(y_np))
 
 
 def torch_cases(x_np, y_np, w_np):
@@ -61,15 +53,8 @@ def torch_cases(x_np, y_np, w_np):
         for p, w in zip(model.parameters(), w_np):
             p.copy_(torch.from_numpy(w))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return tiny, step
+    return tiny, training_step(model, opt, torch.nn.functional.cross_entropy,
+                               torch.from_numpy(x_np), torch.from_numpy(y_np))
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ import argparse
 import os
 
 import numpy as np
-from harness import compare, require_torch, write_json
+from harness import compare, require_torch, training_step, write_json
 
 CONV_SHAPES = [  # (batch, in_channels, size, out_channels, kernel, stride, padding)
     (128, 1, 28, 32, 3, 1, 1),
@@ -71,23 +71,10 @@ def cnn_cases(rng):
         torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.BatchNorm2d(64), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Flatten(), torch.nn.Linear(64 * 7 * 7, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     ref.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()}, strict=False)
-    opt = tl.optim.Adam(model.parameters(), lr=1e-3)
-    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
-    x, y = tl.tensor(x_np), tl.tensor(y_np)
-    tx, ty = torch.from_numpy(x_np), torch.from_numpy(y_np)
-
-    def ours():
-        loss = tl.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def peer():
-        loss = torch.nn.functional.cross_entropy(ref(tx), ty)
-        ref_opt.zero_grad()
-        loss.backward()
-        ref_opt.step()
-
+    ours = training_step(model, tl.optim.Adam(model.parameters(), lr=1e-3), tl.nn.functional.cross_entropy,
+                         tl.tensor(x_np), tl.tensor(y_np))
+    peer = training_step(ref, torch.optim.Adam(ref.parameters(), lr=1e-3), torch.nn.functional.cross_entropy,
+                         torch.from_numpy(x_np), torch.from_numpy(y_np))
     return ours, peer
 
 

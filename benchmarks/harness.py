@@ -23,6 +23,18 @@ def timed(fn, repeat, inner):
     return statistics.median(samples)
 
 
+def training_step(model, optimizer, cross_entropy, x, y):
+    """A closure running one training step: forward, cross-entropy, backward, update. minitl and
+    PyTorch share this surface, so the same lines time both sides."""
+    def step():
+        loss = cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def compare(cases, threads, repeat, rounds=3):
     """cases: (name, minitl_fn, peer_fn, inner calls). Returns {name: {minitl_s, torch_s, ratio}}
     with BLAS and PyTorch limited to `threads`."""
