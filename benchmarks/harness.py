@@ -37,11 +37,14 @@ def training_step(model, optimizer, cross_entropy, x, y):
 
 def compare(cases, threads, repeat, rounds=3):
     """cases: (name, minitl_fn, peer_fn, inner calls). Returns {name: {minitl_s, torch_s, ratio}}
-    with BLAS and PyTorch limited to `threads`."""
+    with BLAS, minitl's element-wise work and PyTorch all limited to `threads`."""
     import torch
     from threadpoolctl import threadpool_limits
 
+    import minitl
+
     torch.set_num_threads(threads)
+    minitl.parallel.set_num_threads(threads)
     results = {}
     with threadpool_limits(limits=threads):
         for name, ours, peer, inner in cases:

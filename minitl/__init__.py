@@ -5,7 +5,7 @@
     (x * x).sum().backward()
     x.grad  # array([2., 4.], dtype=float32)
 """
-from . import backend, nn, ops, optim, random  # noqa: F401
+from . import backend, cpu_runtime, nn, ops, optim, parallel, random  # noqa: F401
 from .backend import device, is_cuda_available  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .ops import (abs, cat, concatenate, exp, log, logsumexp, matmul, max, mean, min, pad,  # noqa: F401
@@ -17,6 +17,8 @@ from .tensor import (Function, Tensor, arange, bool_, enable_grad, float32, floa
                      tensor, unbroadcast, zeros, zeros_like)
 
 __version__ = "0.1.0"
+
+cpu_runtime.tune_on_import()  # reuse freed memory, keep idle BLAS threads off the cores (see there)
 
 
 def __getattr__(name):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .. import backend
+from .. import backend, parallel
 from ..backend import xp_of
 from ..tensor import Function
 
@@ -45,8 +45,14 @@ def pad_nhwc(x_nchw, ph, pw):
     """The NCHW input as a zero-padded NHWC array (a fresh, contiguous copy)."""
     xp = xp_of(x_nchw)
     n, c, h, w = x_nchw.shape
-    out = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nchw.dtype)
-    out[:, ph:ph + h, pw:pw + w, :] = x_nchw.transpose(0, 2, 3, 1)
+    out = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nchw.dtype)
+    src = x_nchw.transpose(0, 2, 3, 1)
+
+    def pad_images(start, stop):  # zeros, then the image inside them, a few images at a time
+        out[start:stop] = 0
+        out[start:stop, ph:ph + h, pw:pw + w, :] = src[start:stop]
+
+    parallel.parallel_for(n, pad_images, out[0].size, enabled=xp is np)
     return out
 
 
@@ -66,12 +72,14 @@ def im2col(x, kernel, stride, padding):
     """The patch matrix of `x` (N, C, H, W): shape (N*Ho*Wo, kh*kw*C), rows ordered (n, y, x)
     and columns (i, j, c). Returns it and (Ho, Wo)."""
     # BEGIN EXERCISE vision.conv2d_im2col
-    # hint: pad into NHWC with pad_nhwc, take windows(x_pad, kernel, stride, axes=(1, 2)) -> (N, Ho, Wo, C, kh, kw), move C last with transpose(0, 1, 2, 4, 5, 3) and reshape to (N*Ho*Wo, kh*kw*C)
-    n = x.shape[0]
+    # hint: pad into NHWC with pad_nhwc, take windows(x_pad, kernel, stride, axes=(1, 2)) -> (N, Ho, Wo, C, kh, kw), move C last with transpose(0, 1, 2, 4, 5, 3) and copy that into an (N*Ho*Wo, kh*kw*C) matrix (a reshape copies it; parallel.copyto makes the same copy on all threads)
+    n, c = x.shape[:2]
     x_pad = pad_nhwc(x, *padding)
     patches = windows(x_pad, kernel, stride, axes=(1, 2))  # (N, Ho, Wo, C, kh, kw), a view
     ho, wo = patches.shape[1], patches.shape[2]
-    cols = patches.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, -1)  # the one copy
+    cols = xp_of(x).empty((n * ho * wo, kernel[0] * kernel[1] * c), dtype=x.dtype)
+    # the one copy: each row gathers one window, (i, j, c) in order
+    parallel.copyto(cols.reshape(n, ho, wo, kernel[0], kernel[1], c), patches.transpose(0, 1, 2, 4, 5, 3))
     return cols, (ho, wo)
     # END EXERCISE
 
@@ -90,11 +98,16 @@ def col2im(dpatches, x_shape, kernel, stride, padding, out_hw):
     ho, wo = out_hw
     xp = xp_of(dpatches)
     d = dpatches.reshape(kh, kw, n, ho, wo, c)
-    dx_pad = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dpatches.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            # window (y, x) read pixel (s*y + i, s*x + j) at offset (i, j)
-            dx_pad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += d[i, j]
+    dx_pad = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=dpatches.dtype)
+
+    def add_patches(start, stop):  # images start:stop, whose memory stays in cache meanwhile
+        dx_pad[start:stop] = 0
+        for i in range(kh):
+            for j in range(kw):
+                # window (y, x) read pixel (s*y + i, s*x + j) at offset (i, j)
+                dx_pad[start:stop, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += d[i, j, start:stop]
+
+    parallel.parallel_for(n, add_patches, dx_pad[0].size, enabled=xp is np)
     return dx_pad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
 
 
@@ -126,7 +139,7 @@ class Conv2d(Function):
         w_mat = weight_matrix(weight)
         out = backend.matmul(cols, w_mat.T)  # (N*Ho*Wo, O): NHWC in memory
         if bias is not None:
-            out += bias
+            parallel.rowwise(xp_of(out).add, out, out, bias)
         ctx.save_for_backward(cols, w_mat, weight)
         ctx.geometry = (x.shape, weight.shape, kernel, stride, padding, (ho, wo))
         ctx.has_bias = bias is not None
@@ -138,7 +151,7 @@ class Conv2d(Function):
         x_shape, w_shape, kernel, stride, padding, out_hw = ctx.geometry
         needs = ctx.needs_input_grad
         # BEGIN EXERCISE vision.conv2d_backward
-        # hint: out = cols @ W_mat^T, so with g = grad as an (N*Ho*Wo, O) matrix (transpose to NHWC first): dW_mat = g^T @ cols; dcols = g @ W_mat, computed per kernel offset as g @ W[:, :, i, j] (a (kh*kw, O, C) stack) and handed to col2im; dbias = sum of g over rows; undo weight_matrix's (O, kh, kw, C) order for dW
+        # hint: out = cols @ W_mat^T, so with g = grad as an (N*Ho*Wo, O) matrix (transpose to NHWC first): dW_mat = g^T @ cols; dcols = g @ W_mat, computed per kernel offset as g @ W[:, :, i, j] (a (kh*kw, O, C) stack) and handed to col2im; dbias = sum of g over rows (column_sums(g)); undo weight_matrix's (O, kh, kw, C) order for dW
         o = w_shape[0]
         g = grad.transpose(0, 2, 3, 1).reshape(-1, o)  # free when grad is NHWC in memory
         grad_x = grad_w = grad_b = None
@@ -146,11 +159,12 @@ class Conv2d(Function):
             # dcols = g @ W_mat, one (O, C) block of W per kernel offset: each offset's patch
             # gradient comes out contiguous, which makes col2im's slice-adds twice as fast
             w_offsets = weight.transpose(2, 3, 0, 1).reshape(kernel[0] * kernel[1], o, w_shape[1])
+            w_offsets = xp_of(weight).ascontiguousarray(w_offsets)  # strided stacks halve BLAS's speed
             grad_x = col2im(backend.matmul(g, w_offsets), x_shape, kernel, stride, padding, out_hw)
         if needs[1]:
             grad_w = backend.matmul(g.T, cols).reshape(o, kernel[0], kernel[1], w_shape[1]).transpose(0, 3, 1, 2)
         if ctx.has_bias and needs[2]:
-            grad_b = g.sum(axis=0)
+            grad_b = column_sums(g)
         # END EXERCISE
         return (grad_x, grad_w, grad_b) if ctx.has_bias else (grad_x, grad_w)
 
@@ -159,20 +173,30 @@ def max_pool_2x2(x):
     """The common case, 2x2 windows at stride 2, without a window view: in NHWC memory the four
     pixels of each window are the four slices of a free (N, H/2, 2, W/2, 2, C) reshape, and the
     max is three element-wise maxima. Returns the output and the argmax (offset i*2 + j, the
-    first maximum on ties, as PyTorch), both (N, C, H/2, W/2) views of NHWC memory."""
+    first maximum on ties, as PyTorch), both (N, C, H/2, W/2) views of NHWC memory. Images are
+    split across threads (parallel.parallel_for)."""
     xp = xp_of(x)
     n, c, h, w = x.shape
     v = x.transpose(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)
-    a, b, d, e = v[:, :, 0, :, 0], v[:, :, 0, :, 1], v[:, :, 1, :, 0], v[:, :, 1, :, 1]
-    top, bottom = xp.maximum(a, b), xp.maximum(d, e)
-    out = xp.maximum(top, bottom)
-    # arg = bottom wins ? 2 + (e > d) : (b > a), strict comparisons so that the first maximum
-    # wins ties; in int8 arithmetic on bool views (where() on floats is several times slower)
-    arg_top = (b > a).view(np.int8)
-    arg = (e > d).view(np.int8) - arg_top
-    arg += 2
-    arg *= (bottom > top).view(np.int8)
-    arg += arg_top
+    out = xp.empty((n, h // 2, w // 2, c), dtype=x.dtype)
+    arg = xp.empty((n, h // 2, w // 2, c), dtype=np.int8)
+
+    def pool_images(start, stop):
+        vs = v[start:stop]
+        a, b, d, e = vs[:, :, 0, :, 0], vs[:, :, 0, :, 1], vs[:, :, 1, :, 0], vs[:, :, 1, :, 1]
+        top, bottom = xp.maximum(a, b), xp.maximum(d, e)
+        xp.maximum(top, bottom, out=out[start:stop])
+        # arg = bottom wins ? 2 + (e > d) : (b > a), strict comparisons so that the first
+        # maximum wins ties; in int8 arithmetic on bool views (where() on floats is several
+        # times slower)
+        arg_top = (b > a).view(np.int8)
+        arg_s = arg[start:stop]
+        xp.subtract((e > d).view(np.int8), arg_top, out=arg_s)
+        arg_s += 2
+        arg_s *= (bottom > top).view(np.int8)
+        arg_s += arg_top
+
+    parallel.parallel_for(n, pool_images, x[0].size, enabled=xp is np)
     return out.transpose(0, 3, 1, 2), arg.transpose(0, 3, 1, 2)
 
 
@@ -184,9 +208,13 @@ def max_pool_2x2_backward(grad, arg, shape):
     n, c, h, w = shape
     g, a = grad.transpose(0, 2, 3, 1), arg.transpose(0, 2, 3, 1)  # (N, H/2, W/2, C) views
     dx = xp.empty((n, h // 2, 2, w // 2, 2, c), dtype=grad.dtype)
-    for i in range(2):
-        for j in range(2):
-            xp.multiply(g, a == 2 * i + j, out=dx[:, :, i, :, j, :])
+
+    def scatter_images(start, stop):
+        for i in range(2):
+            for j in range(2):
+                xp.multiply(g[start:stop], a[start:stop] == 2 * i + j, out=dx[start:stop, :, i, :, j, :])
+
+    parallel.parallel_for(n, scatter_images, dx[0].size, enabled=xp is np)
     return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
@@ -328,6 +356,21 @@ def from_channels_last_2d(a2, shape):
     return last.transpose((0, nd - 1) + tuple(range(1, nd - 1)))
 
 
+def scale_shift(a, scale, shift, out):
+    """out = a * scale + shift, per column (row-block friendly: see parallel.rowwise)."""
+    xp = xp_of(a)
+    xp.multiply(a, scale, out=out)
+    return xp.add(out, shift, out=out)
+
+
+def two_term_combination(a, p, b, q, shift, out):
+    """out = a * p + b * q + shift, per column, with one scratch block for b * q."""
+    xp = xp_of(a)
+    xp.multiply(a, p, out=out)
+    out += b * q
+    return xp.add(out, shift, out=out)
+
+
 class BatchNorm(Function):
     """Batch normalisation over every axis but the channel axis 1 (Ioffe & Szegedy 2015):
 
@@ -346,41 +389,38 @@ class BatchNorm(Function):
         ctx.batch_stats = mean is None
         if ctx.batch_stats:  # this batch's statistics, handed back for the running averages
             mean = column_sums(x2) / count
-            centered = x2 - mean
-            var = column_sums(centered * centered) / count
+        centered = parallel.rowwise(xp.subtract, xp.empty_like(x2), x2, mean)
+        if ctx.batch_stats:
+            var = parallel.column_dots(centered, centered) / count
             if stats_out is not None:
                 stats_out.update(mean=mean, var=var, count=count)
-        else:
-            centered = x2 - mean
         rstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
-        xhat = centered
-        xhat *= rstd  # in place: `centered` is a fresh array
-        out = xhat * weight
-        out += bias
-        ctx.save_for_backward(xhat, rstd, weight)
+        # y = gamma * rstd * (x - mean) + beta: xhat itself is never stored, backward rebuilds
+        # what it needs from `centered` (xhat = centered * rstd), which saves two passes
+        out = parallel.rowwise(scale_shift, xp.empty_like(centered), centered, rstd * weight, bias)
+        ctx.save_for_backward(centered, rstd, weight)
         ctx.shape = x.shape
         return from_channels_last_2d(out, x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, rstd, weight = ctx.saved_tensors
+        centered, rstd, weight = ctx.saved_tensors
         needs = ctx.needs_input_grad
         grad = channels_last_2d(grad)
         grad_x = grad_w = grad_b = None
         # BEGIN EXERCISE vision.batchnorm_backward
-        # hint: everything is an (N*H*W, C) matrix here and statistics are means down axis 0 (column_sums(a) / rows is one fast pass). dbeta = sum(grad), dgamma = sum(grad * xhat); with g = grad * gamma, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) when the batch statistics were used (note mean(g) = gamma * dbeta / rows and mean(g * xhat) = gamma * dgamma / rows), just rstd * g with running statistics
+        # hint: everything is an (N*H*W, C) matrix here and statistics are means down axis 0; xhat = centered * rstd. dbeta = sum(grad) (column_sums(grad)), dgamma = sum(grad * xhat) = rstd * parallel.column_dots(grad, centered); with g = grad * gamma, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) when the batch statistics were used (mean(g) = gamma * dbeta / rows, mean(g * xhat) = gamma * dgamma / rows), just rstd * g with running statistics. Written out, dx = grad * p + centered * q + shift with per-column p, q, shift: parallel.rowwise(two_term_combination, out, grad, p, centered, q, shift) evaluates that on all threads
         rows = grad.shape[0]
         dbeta = column_sums(grad)
-        dgamma = column_sums(grad * xhat) if (needs[1] or (needs[0] and ctx.batch_stats)) else None
+        dgamma = parallel.column_dots(grad, centered) * rstd if (needs[1] or (needs[0] and ctx.batch_stats)) else None
         if needs[0]:
+            scale = rstd * weight
             if ctx.batch_stats:
-                # rstd * gamma * (grad - dbeta / rows - xhat * dgamma / rows), in one buffer
-                grad_x = xhat * (dgamma / rows)
-                xp_of(grad).subtract(grad, grad_x, out=grad_x)
-                grad_x -= dbeta / rows
-                grad_x *= rstd * weight
+                # scale * (grad - dbeta / rows - xhat * dgamma / rows), xhat = centered * rstd
+                grad_x = parallel.rowwise(two_term_combination, xp_of(grad).empty_like(grad), grad, scale,
+                                          centered, -scale * rstd * dgamma / rows, -scale * dbeta / rows)
             else:
-                grad_x = grad * (rstd * weight)
+                grad_x = grad * scale
             grad_x = from_channels_last_2d(grad_x, ctx.shape)
         if needs[1]:
             grad_w = dgamma

@@ -1,0 +1,218 @@
+"""minitl.parallel (element-wise work split across threads) and minitl.cpu_runtime (process
+settings applied on import): coverage, results independent of the thread count, errors, and
+the layers whose large inputs take the threaded paths."""
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import minitl as tl
+from minitl import parallel
+
+rng = np.random.default_rng(11)
+
+
+@pytest.fixture
+def threads():
+    """Run a test at several thread counts, restoring the setting afterwards."""
+    before = parallel.get_num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_rows,row_size", [(1, 1), (7, 1), (1000, 1), (300_001, 1), (129, 40_000), (5, 10**6)])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_parallel_for_covers_every_row_once_on_a_fixed_block_grid(threads, n_rows, row_size, count):
+    threads(count)
+    seen = []
+    parallel.parallel_for(n_rows, lambda a, b: seen.append((a, b)), row_size)
+    covered = np.zeros(n_rows, dtype=int)
+    for a, b in seen:
+        covered[a:b] += 1
+    assert (covered == 1).all()
+    threads(1)
+    serial = []
+    parallel.parallel_for(n_rows, lambda a, b: serial.append((a, b)), row_size)
+    assert sorted(seen) == serial  # the same blocks whatever the thread count
+
+
+def test_large_jobs_run_on_several_threads(threads):
+    threads(2)
+    idents = set()
+
+    def body(a, b):
+        idents.add(threading.get_ident())
+        time.sleep(0.01)  # hold the block so that the other thread must take its own share
+
+    parallel.parallel_for(1 << 22, body, 1)
+    assert len(idents) == 2
+
+
+def test_small_jobs_stay_on_the_calling_thread(threads):
+    threads(4)
+    idents = set()
+    parallel.parallel_for(1000, lambda a, b: idents.add(threading.get_ident()), 1)
+    assert idents == {threading.get_ident()}
+
+
+def test_a_workers_exception_reaches_the_caller(threads):
+    threads(2)
+
+    def body(a, b):
+        if a > 0:
+            raise ValueError("block failed")
+
+    with pytest.raises(ValueError, match="block failed"):
+        parallel.parallel_for(1 << 22, body, 1)
+
+
+def test_nested_jobs_run_inside_the_outer_block(threads):
+    threads(2)
+    out = np.zeros(1 << 20)
+
+    def outer(a, b):
+        parallel.parallel_for(b - a, lambda c, d: out.__setitem__(slice(a + c, a + d), 1.0), 1)
+
+    parallel.parallel_for(out.size, outer, 1)
+    assert (out == 1).all()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_rowwise_copyto_and_column_dots_match_numpy_bit_for_bit_at_any_thread_count(threads, count):
+    threads(count)
+    a = rng.standard_normal((70_000, 24)).astype(np.float32)
+    b = rng.standard_normal((70_000, 24)).astype(np.float32)
+    v = rng.standard_normal(24).astype(np.float32)
+    np.testing.assert_array_equal(parallel.rowwise(np.multiply, np.empty_like(a), a, v), a * v)
+    np.testing.assert_array_equal(parallel.rowwise(np.maximum, np.empty_like(a), a, 0), np.maximum(a, 0))
+    nhwc = rng.standard_normal((16, 30, 30, 8)).astype(np.float32)
+    view = nhwc.transpose(0, 3, 1, 2)  # NCHW view of NHWC memory, as conv outputs are
+    out = parallel.rowwise(np.maximum, np.empty_like(view), view, 0)
+    assert out.transpose(0, 2, 3, 1).flags.c_contiguous  # the layout is kept
+    np.testing.assert_array_equal(out, np.maximum(view, 0))
+    dst = np.empty((16, 8, 30, 30), dtype=np.float32)
+    np.testing.assert_array_equal(parallel.copyto(dst, view), view)
+    dots = parallel.column_dots(a, b)
+    np.testing.assert_allclose(dots, np.einsum("ij,ij->j", a.astype(np.float64), b), rtol=1e-5, atol=2e-3)
+    threads(1)
+    np.testing.assert_array_equal(parallel.column_dots(a, b), dots)
+
+
+def test_thread_count_settings_are_checked(threads, monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive integer"):
+            parallel.set_num_threads(bad)
+    monkeypatch.setenv("MINITL_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="MINITL_NUM_THREADS"):
+        parallel._default_threads()
+    monkeypatch.setenv("MINITL_NUM_THREADS", "3")
+    assert parallel._default_threads() == 3
+
+
+def _child_sum(queue):
+    out = parallel.rowwise(np.add, np.empty(1 << 21), np.ones(1 << 21), 1.0)
+    queue.put(float(out.sum()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_worker_threads(threads):
+    threads(2)
+    parallel.rowwise(np.add, np.empty(1 << 21), np.ones(1 << 21), 1.0)  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_sum, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == 2.0 * (1 << 21)
+
+
+# --- the layers on inputs large enough to be split ----------------------------------------------
+
+def _conv_bn_relu_pool(count, x_np, w_np, g_np):
+    parallel.set_num_threads(count)
+    x = tl.tensor(x_np, dtype=x_np.dtype, requires_grad=True)
+    w = tl.tensor(w_np, dtype=w_np.dtype, requires_grad=True)
+    bn = tl.nn.BatchNorm2d(w_np.shape[0])
+    for p in (bn.weight, bn.bias):
+        p.data = p.data.astype(x_np.dtype)
+    y = tl.nn.functional.max_pool2d(tl.relu(bn(tl.nn.functional.conv2d(x, w, None, 1, 1))), 2)
+    y.backward(g_np)
+    return [y.numpy(), x.grad, w.grad, bn.weight.grad, bn.bias.grad, bn.running_var]
+
+
+def test_layers_give_the_same_bits_on_one_and_on_three_threads(threads):
+    x = rng.standard_normal((32, 8, 28, 28)).astype(np.float32)
+    w = (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32)
+    g = rng.standard_normal((32, 16, 14, 14)).astype(np.float32)
+    one = _conv_bn_relu_pool(1, x, w, g)
+    three = _conv_bn_relu_pool(3, x, w, g)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layers_on_split_inputs_match_pytorch(threads):
+    torch = pytest.importorskip("torch")
+    threads(2)
+    x = rng.standard_normal((32, 8, 28, 28))
+    w = rng.standard_normal((16, 8, 3, 3)) * 0.2
+    g = rng.standard_normal((32, 16, 14, 14))
+    ours = _conv_bn_relu_pool(2, x, w, g)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    bn = torch.nn.BatchNorm2d(16).double()
+    ty = torch.nn.functional.max_pool2d(torch.relu(bn(torch.nn.functional.conv2d(tx, tw, None, 1, 1))), 2)
+    ty.backward(torch.tensor(g))
+    theirs = [ty.detach(), tx.grad, tw.grad, bn.weight.grad, bn.bias.grad, bn.running_var]
+    for a, b in zip(ours[:-1], theirs[:-1]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours[-1], theirs[-1].numpy(), rtol=1e-6)  # a float32 buffer
+
+
+# --- cpu_runtime --------------------------------------------------------------------------------
+
+def _run_python(code, **env):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_import_keeps_freed_memory_and_can_be_turned_off():
+    assert tl.cpu_runtime.keep_freed_memory() is True
+    assert _run_python("import minitl; print(minitl.cpu_runtime.tune_on_import())",
+                       MINITL_CPU_TUNING="0") == "{}"
+
+
+def _openblas_loaded():
+    from threadpoolctl import threadpool_info
+    return any(info.get("internal_api") == "openblas" for info in threadpool_info())
+
+
+@pytest.mark.skipif(not _openblas_loaded() or (os.cpu_count() or 1) < 2, reason="NumPy on a multi-core OpenBLAS")
+def test_idle_blas_threads_stop_spinning_after_import():
+    """Without the setting an OpenBLAS worker burns a core for ~0.1 s after each product."""
+    probe = ("import os, resource, time, numpy as np{imp}\n"
+             "from threadpoolctl import threadpool_limits\n"
+             "a = np.ones((600, 600), dtype=np.float32)\n"
+             "with threadpool_limits(2):\n"
+             "    a @ a; a @ a\n"
+             "    r0 = resource.getrusage(resource.RUSAGE_SELF); time.sleep(0.2)\n"
+             "    r1 = resource.getrusage(resource.RUSAGE_SELF)\n"
+             "print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    os.environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
+    try:
+        spinning = float(_run_python(probe.format(imp=""), MINITL_CPU_TUNING="0"))
+        tuned = float(_run_python(probe.format(imp="; import minitl")))
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    assert tuned < 0.02
+    assert spinning > 0.05  # the effect the setting removes is real on this machine
