@@ -11,9 +11,12 @@
 Goal (issue 3): the CNN step at most 2x PyTorch's time. The two sides are timed interleaved
 so that drifting machine load hits both alike; the best of three rounds is reported.
 
-Measured (2 shared cores, PyTorch 2.13 CPU, numpy 2.4): the CNN step 124.0 ms against 83.1 ms
-(1.49x) on 1 thread, 108.4 ms against 45.7 ms (2.37x) on 2 threads: only the matmuls use the
-second thread on our side (element-wise NumPy runs on one), PyTorch's kernels all do.
+Measured (2 cores, PyTorch 2.13 CPU, numpy 2.4): the CNN step 64.2 ms against 40.6 ms (1.58x) on
+2 threads, 95.8 ms against 75.1 ms (1.28x) on 1 thread. It was 2.35x on 2 threads while
+NumPy's element-wise passes ran on one thread, glibc returned every large array to the OS
+(page faults on the next step) and idle OpenBLAS threads spun between products (see
+minitl/parallel.py and minitl/cpu_runtime.py). The 16-channel conv stays the worst case (5x):
+its im2col matrix is 9x the input, where PyTorch's direct convolution reads the input once.
 """
 from __future__ import annotations
 
