@@ -178,7 +178,9 @@ def _delegate(name, rest) -> int:
     else:
         module, function, _ = entry
     result = getattr(importlib.import_module(module), function)(list(rest))
-    return int(result or 0)
+    # an int is an exit status; the experiment mains return their results (for callers in
+    # Python), which on the command line mean success
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def add_delegated_parsers(subparsers) -> None:

@@ -231,3 +231,29 @@ def test_every_strategy_gets_the_same_steps_and_a_decaying_rate():
     schedule = transfer._cosine(opt, 4)
     transfer.train_steps(model, transfer.make_loader(x, y, 8), opt, steps=4, scheduler=schedule)
     assert schedule.last_step == 4 and opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_delegated_commands_exit_zero_when_their_main_returns_results(monkeypatch):
+    """`minitl experiment fashion-cnn` returns (history, accuracy) to Python callers; on the
+    command line that is success, not an exit status (it once crashed in int())."""
+    from minitl import cli
+    from minitl.experiments import fashion_cnn
+
+    monkeypatch.setattr(fashion_cnn, "main", lambda argv: (["history"], 0.9))
+    assert cli.main(["experiment", "fashion-cnn", "--epochs", "1"]) == 0
+    monkeypatch.setattr(fashion_cnn, "main", lambda argv: 3)
+    assert cli.main(["experiment", "fashion-cnn"]) == 3
+
+
+def _fashion_mnist_installed():
+    from minitl.data import paths
+    return (paths.SYSTEM_DIRS["fashion-mnist"][0] / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+@pytest.mark.skipif(not _fashion_mnist_installed(), reason="sudo apt-get install dataset-fashion-mnist")
+def test_the_ten_class_cnn_command_runs_one_short_epoch(capsys):
+    """The warm-up of its schedule must fit runs shorter than 100 steps (--fast, 1 epoch)."""
+    from minitl import cli
+
+    assert cli.main(["experiment", "fashion-cnn", "--fast", "--epochs", "1"]) == 0
+    assert "test accuracy" in capsys.readouterr().out

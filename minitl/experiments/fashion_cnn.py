@@ -39,7 +39,8 @@ def main(argv=None):
     start = time.perf_counter()
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     # a short warm-up, then cosine decay to zero: the last epochs fine-tune with small steps
-    schedule = optim.warmup_cosine(optimizer, warmup_steps=100, total_steps=args.epochs * len(train))
+    total_steps = args.epochs * len(train)
+    schedule = optim.warmup_cosine(optimizer, warmup_steps=min(100, total_steps // 5), total_steps=total_steps)
     history = fit(model, train, optimizer, epochs=args.epochs, val_loader=test, scheduler=schedule, desc="small CNN")
     _, acc = evaluate(model, test)
     print(f"small CNN, {args.epochs} epochs on {len(x):,} images: test accuracy {acc:.4f} "
