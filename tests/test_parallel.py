@@ -215,4 +215,4 @@ def test_idle_blas_threads_stop_spinning_after_import():
         os.environ.clear()
         os.environ.update(env)
     assert tuned < 0.02
-    assert spinning > 0.05  # the effect the setting removes is real on this machine
+    assert spinning > 0.03  # the probe sees the spinning that the setting removes (~0.1 s of it)
