@@ -218,53 +218,61 @@ def max_pool_2x2_backward(grad, arg, shape):
     return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
+def pool_geometry(x, kernel_size, stride, padding, fill):
+    """What both poolings start with: the input padded on H and W with `fill`, and the
+    (kernel, stride, padding) pairs (the stride defaults to the kernel, as in PyTorch)."""
+    kernel = _pair(kernel_size)
+    stride = kernel if stride is None else _pair(stride)
+    ph, pw = _pair(padding)
+    if ph or pw:
+        x = xp_of(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    return x, (x.shape, kernel, stride, (ph, pw))
+
+
+def crop_padding(dx, padding):
+    """The gradient of the padded input without its padding: the gradient of the input."""
+    ph, pw = padding
+    return dx[:, :, ph:dx.shape[2] - ph, pw:dx.shape[3] - pw]
+
+
 class MaxPool2d(Function):
     """The largest value of each k x k window; the gradient flows to that one element only."""
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride=None, padding=0):
-        kernel = _pair(kernel_size)
-        stride = kernel if stride is None else _pair(stride)
-        ph, pw = _pair(padding)
-        xp = xp_of(x)
-        if ph or pw:  # padding with -inf never wins a max
-            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        x, ctx.geometry = pool_geometry(x, kernel_size, stride, padding, fill=-np.inf)  # -inf never wins
+        _, kernel, stride, _ = ctx.geometry
         ctx.channels_last = x.transpose(0, 2, 3, 1).flags.c_contiguous  # NHWC memory, as after a conv
         ctx.fast_2x2 = kernel == stride == (2, 2) and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
         if ctx.fast_2x2:
             out, arg = max_pool_2x2(x)
             ctx.save_for_backward(arg)
-            ctx.geometry = (x.shape, kernel, stride, (ph, pw))
             return out
         win = windows(x, kernel, stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw)
         n, c, ho, wo = win.shape[:4]
         flat = win.reshape(n, c, ho, wo, -1)
         arg = flat.argmax(axis=-1)  # first maximum on ties, as PyTorch
         ctx.save_for_backward(arg)
-        ctx.geometry = (x.shape, kernel, stride, (ph, pw))
-        return xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        return xp_of(x).take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
 
     @staticmethod
     def backward(ctx, grad):
         (arg,) = ctx.saved_tensors
-        padded_shape, (kh, kw), (sh, sw), (ph, pw) = ctx.geometry
+        padded_shape, (kh, kw), (sh, sw), padding = ctx.geometry
         if ctx.fast_2x2:
-            dx = max_pool_2x2_backward(grad, arg, padded_shape)
-            h, w = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
-            return dx[:, :, ph:ph + h, pw:pw + w]
+            return crop_padding(max_pool_2x2_backward(grad, arg, padded_shape), padding)
         xp = xp_of(grad)
         n, c, hp, wp = padded_shape
         # the gradient takes the input's memory layout, so the layers below keep theirs
         dx = (xp.zeros((n, hp, wp, c), dtype=grad.dtype).transpose(0, 3, 1, 2) if ctx.channels_last
               else xp.zeros(padded_shape, dtype=grad.dtype))
         # BEGIN EXERCISE vision.maxpool_backward
-        # hint: loop over the kh*kw offsets (i, j): the window (y, x) read pixel (sh*y + i, sw*x + j); add grad where arg == i*kw + j into that strided slice of dx (windows may overlap, so add, don't assign)
+        # hint: loop over the kh*kw offsets (i, j): the window (y, x) read pixel (sh*y + i, sw*x + j); add grad where arg == i*kw + j into that strided slice of dx (windows may overlap, so add, don't assign); return crop_padding(dx, padding)
         ho, wo = arg.shape[2:]
         for i in range(kh):
             for j in range(kw):
                 dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += grad * (arg == i * kw + j)
-        h, w = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
-        return dx[:, :, ph:ph + h, pw:pw + w]
+        return crop_padding(dx, padding)
         # END EXERCISE
 
 
@@ -274,19 +282,13 @@ class AvgPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride=None, padding=0):
-        kernel = _pair(kernel_size)
-        stride = kernel if stride is None else _pair(stride)
-        ph, pw = _pair(padding)
-        xp = xp_of(x)
-        if ph or pw:
-            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        out = windows(x, kernel, stride, axes=(2, 3)).mean(axis=(-2, -1))
-        ctx.geometry = (x.shape, kernel, stride, (ph, pw))
-        return out
+        x, ctx.geometry = pool_geometry(x, kernel_size, stride, padding, fill=0)
+        _, kernel, stride, _ = ctx.geometry
+        return windows(x, kernel, stride, axes=(2, 3)).mean(axis=(-2, -1))
 
     @staticmethod
     def backward(ctx, grad):
-        padded_shape, (kh, kw), (sh, sw), (ph, pw) = ctx.geometry
+        padded_shape, (kh, kw), (sh, sw), padding = ctx.geometry
         xp = xp_of(grad)
         ho, wo = grad.shape[2:]
         dx = xp.zeros(padded_shape, dtype=grad.dtype)
@@ -294,8 +296,7 @@ class AvgPool2d(Function):
         for i in range(kh):
             for j in range(kw):
                 dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += share
-        h, w = padded_shape[2] - 2 * ph, padded_shape[3] - 2 * pw
-        return dx[:, :, ph:ph + h, pw:pw + w]
+        return crop_padding(dx, padding)
 
 
 def adaptive_bins(size, out):
