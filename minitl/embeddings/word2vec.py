@@ -429,6 +429,15 @@ class Word2Vec:
         progress = min(words_done / total_words, 1.0)
         return self.alpha - (self.alpha - self.min_alpha) * progress
 
+    def _update(self, optimizer, loss, words_done, total_words) -> float:
+        """Back-propagate `loss` and take one step at the learning rate decayed to this point of
+        training (`words_done` of `total_words`). Returns the loss as a float."""
+        optimizer.param_groups[0]["lr"] = self._learning_rate(words_done, total_words)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return float(loss.data)
+
     def _train_sg(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
         if self.shared_negatives:
             return self._train_sg_shared(ids, centers, contexts, optimizer, done, chunk_words, total_words)
@@ -441,13 +450,8 @@ class Word2Vec:
         center_ids = ids[centers]
         chunk_loss = 0.0
         for b in range(0, n_pairs, self.batch_size):
-            optimizer.param_groups[0]["lr"] = self._learning_rate(
-                done + chunk_words * b / n_pairs, total_words)
             loss = self.model(center_ids[b:b + self.batch_size], targets[b:b + self.batch_size])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            chunk_loss += float(loss.data)
+            chunk_loss += self._update(optimizer, loss, done + chunk_words * b / n_pairs, total_words)
         self.losses.append(chunk_loss / n_pairs)
 
     def _train_sg_shared(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
@@ -464,14 +468,9 @@ class Word2Vec:
         chunk_loss = 0.0
         for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
             p0, p1 = first[a], first[b]
-            optimizer.param_groups[0]["lr"] = self._learning_rate(
-                done + chunk_words * p0 / n_pairs, total_words)
             loss = self.model.shared(center_ids[a:b], first[a:b] - p0, context_ids[p0:p1], noise[k],
                                      self.negative)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            chunk_loss += float(loss.data)
+            chunk_loss += self._update(optimizer, loss, done + chunk_words * p0 / n_pairs, total_words)
         self.losses.append(chunk_loss / n_pairs)
 
     def _train_cbow(self, ids, centers, contexts, optimizer, done, chunk_words, total_words):
@@ -488,14 +487,10 @@ class Word2Vec:
         batch = max(1, self.batch_size // (2 * self.window))    # about batch_size pairs a step
         chunk_loss = 0.0
         for b in range(0, n, batch):
-            optimizer.param_groups[0]["lr"] = self._learning_rate(done + chunk_words * b / n, total_words)
             p0, p1 = first_pair[b], (first_pair[b + batch] if b + batch < n else len(centers))
             loss = self.model.cbow(context_ids[p0:p1], example_of_pair[p0:p1] - b,
                                    targets[b:b + batch], cbow_mean=bool(self.cbow_mean))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            chunk_loss += float(loss.data)
+            chunk_loss += self._update(optimizer, loss, done + chunk_words * b / n, total_words)
         self.losses.append(chunk_loss / n)
 
     @property
