@@ -154,6 +154,20 @@ def _models(tl, torch):
     return cases
 
 
+def adam_step(model, adam, cross_entropy, x, y):
+    """A closure running one Adam step (lr 1e-3) of `model` on (x, y): forward, cross-entropy,
+    backward, update. minitl and PyTorch share this surface, so one function serves both."""
+    optimizer = adam(model.parameters(), lr=1e-3)
+
+    def step():
+        loss = cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def bench_training(opts) -> list[dict]:
     """One Adam step (forward, cross-entropy, backward, update) on 'cuda': minitl with its
     own kernels, minitl on cuBLAS, and PyTorch CUDA (TF32 off)."""
@@ -174,22 +188,9 @@ def bench_training(opts) -> list[dict]:
         x_np = cp.random.default_rng(0).standard_normal(shape, dtype=cp.float32)
         y_np = cp.random.default_rng(1).integers(0, 10, shape[0])
         x, y = tl.tensor(x_np), tl.tensor(y_np)
-        opt = tl.optim.Adam(ours.parameters(), lr=1e-3)
-
-        def step_ours():
-            loss = tl.nn.functional.cross_entropy(ours(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
+        step_ours = adam_step(ours, tl.optim.Adam, tl.nn.functional.cross_entropy, x, y)
         tx, ty = torch.as_tensor(x_np, device="cuda"), torch.as_tensor(y_np, device="cuda")
-        topt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-
-        def step_theirs():
-            loss = torch.nn.functional.cross_entropy(theirs(tx), ty)
-            topt.zero_grad()
-            loss.backward()
-            topt.step()
+        step_theirs = adam_step(theirs, torch.optim.Adam, torch.nn.functional.cross_entropy, tx, ty)
 
         ms_torch = time_ms(cp, step_theirs)
         ms_ours = time_ms(cp, step_ours)
