@@ -11,11 +11,8 @@ Goals (issue 2): MLP step at most 1.3x PyTorch's time; tiny-op overhead at most 
 """
 from __future__ import annotations
 
-import argparse
-import os
-
 import numpy as np
-from harness import compare, require_torch, training_step, write_json
+from harness import compare, header, parse_args, require_torch, training_step, write_json
 
 
 def minitl_cases(x_np, y_np, w_np):
@@ -58,11 +55,7 @@ def torch_cases(x_np, y_np, w_np):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, 7, argv)
 
     torch = require_torch("bench_core")
     rng = np.random.default_rng(0)
@@ -75,7 +68,7 @@ def main(argv=None):
     results = compare([("tiny op fwd+bwd", ours_tiny, peer_tiny, 2000),
                        ("MLP Adam step", ours_step, peer_step, 20)], args.threads, args.repeat)
 
-    print(f"minitl vs PyTorch {torch.__version__} CPU, float32, {args.threads} thread(s), numpy {np.__version__}")
+    print(header(torch, args.threads))
     print(f"{'case':<18}{'minitl':>12}{'PyTorch':>12}{'ratio':>8}{'goal':>8}")
     goals = {"tiny op fwd+bwd": 3.0, "MLP Adam step": 1.3}
     for name, r in results.items():

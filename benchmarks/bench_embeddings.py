@@ -48,23 +48,19 @@ def main(argv=None):
           f"{'skip-gram' if args.sg else 'CBOW'}, {args.epochs} epoch(s), one worker")
     figures = {"corpus_words": corpus.n_tokens, "settings": settings}
 
-    ours = Word2Vec(**settings, progress=False, batch_size=args.batch_size,
-                    noise_words=args.noise_words).build_vocab(corpus)
-    ours.train()
-    figures["minitl_words_per_s"] = ours.words_per_second
-    figures["minitl_eval"] = evaluate(ours.wv)
-    print(f"minitl  {ours.train_seconds:7.1f} s  {ours.words_per_second:10,.0f} words/s  "
-          f"(shared negatives: {args.noise_words} noise words per {args.batch_size} pairs)")
-    print(format_report(figures["minitl_eval"]))
+    def run_minitl(key, description, **options):
+        model = Word2Vec(**settings, progress=False, batch_size=args.batch_size, **options).build_vocab(corpus)
+        model.train()
+        figures[f"{key}_words_per_s"] = model.words_per_second
+        figures[f"{key}_eval"] = evaluate(model.wv)
+        print(f"minitl  {model.train_seconds:7.1f} s  {model.words_per_second:10,.0f} words/s  ({description})")
+        print(format_report(figures[f"{key}_eval"]))
+
+    run_minitl("minitl", f"shared negatives: {args.noise_words} noise words per {args.batch_size} pairs",
+               noise_words=args.noise_words)
     if args.classic:
-        classic = Word2Vec(**settings, progress=False, batch_size=args.batch_size,
-                           shared_negatives=False).build_vocab(corpus)
-        classic.train()
-        figures["minitl_classic_words_per_s"] = classic.words_per_second
-        figures["minitl_classic_eval"] = evaluate(classic.wv)
-        print(f"minitl  {classic.train_seconds:7.1f} s  {classic.words_per_second:10,.0f} words/s  "
-              f"(classic: {settings['negative']} negatives drawn per pair)")
-        print(format_report(figures["minitl_classic_eval"]))
+        run_minitl("minitl_classic", f"classic: {settings['negative']} negatives drawn per pair",
+                   shared_negatives=False)
 
     try:
         from gensim.models import Word2Vec as GensimWord2Vec

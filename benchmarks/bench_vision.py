@@ -20,11 +20,8 @@ its im2col matrix is 9x the input, where PyTorch's direct convolution reads the 
 """
 from __future__ import annotations
 
-import argparse
-import os
-
 import numpy as np
-from harness import compare, require_torch, training_step, write_json
+from harness import compare, header, parse_args, require_torch, training_step, write_json
 
 CONV_SHAPES = [  # (batch, in_channels, size, out_channels, kernel, stride, padding)
     (128, 1, 28, 32, 3, 1, 1),
@@ -82,11 +79,7 @@ def cnn_cases(rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, 5, argv)
     torch = require_torch("bench_vision")
     rng = np.random.default_rng(0)
     cases = []
@@ -97,7 +90,7 @@ def main(argv=None):
 
     results = compare(cases, args.threads, args.repeat)
 
-    print(f"minitl vs PyTorch {torch.__version__} CPU, float32, {args.threads} thread(s), numpy {np.__version__}")
+    print(header(torch, args.threads))
     print(f"{'case (forward + backward)':<34}{'minitl':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, r in results.items():
         print(f"{name:<34}{r['minitl_s'] * 1e3:>8.1f} ms{r['torch_s'] * 1e3:>8.1f} ms{r['ratio']:>7.2f}x")

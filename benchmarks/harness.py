@@ -5,9 +5,13 @@ so that drifting machine load hits both alike; each side's best round is reporte
 """
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import time
+
+import numpy as np
 
 
 def timed(fn, repeat, inner):
@@ -55,6 +59,20 @@ def compare(cases, threads, repeat, rounds=3):
             best_ours, best_peer = min(t_ours), min(t_peer)
             results[name] = {"minitl_s": best_ours, "torch_s": best_peer, "ratio": best_ours / best_peer}
     return results
+
+
+def parse_args(doc, repeat, argv=None):
+    """The options every minitl-vs-PyTorch script takes: --threads, --repeat, --json."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--json", help="write the results here")
+    return parser.parse_args(argv)
+
+
+def header(torch, threads):
+    """The line that says what was compared."""
+    return f"minitl vs PyTorch {torch.__version__} CPU, float32, {threads} thread(s), numpy {np.__version__}"
 
 
 def write_json(path, threads, results):
