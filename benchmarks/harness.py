@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from minitl.training import training_step  # noqa: F401  (the scripts take it from here)
+
 
 def timed(fn, repeat, inner):
     """Median over `repeat` runs of the mean time of `inner` calls, in seconds (after warm-up)."""
@@ -25,18 +27,6 @@ def timed(fn, repeat, inner):
             fn()
         samples.append((time.perf_counter() - start) / inner)
     return statistics.median(samples)
-
-
-def training_step(model, optimizer, cross_entropy, x, y):
-    """A closure running one training step: forward, cross-entropy, backward, update. minitl and
-    PyTorch share this surface, so the same lines time both sides."""
-    def step():
-        loss = cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def compare(cases, threads, repeat, rounds=3):

@@ -154,20 +154,6 @@ def _models(tl, torch):
     return cases
 
 
-def adam_step(model, adam, cross_entropy, x, y):
-    """A closure running one Adam step (lr 1e-3) of `model` on (x, y): forward, cross-entropy,
-    backward, update. minitl and PyTorch share this surface, so one function serves both."""
-    optimizer = adam(model.parameters(), lr=1e-3)
-
-    def step():
-        loss = cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def bench_training(opts) -> list[dict]:
     """One Adam step (forward, cross-entropy, backward, update) on 'cuda': minitl with its
     own kernels, minitl on cuBLAS, and PyTorch CUDA (TF32 off)."""
@@ -178,6 +164,7 @@ def bench_training(opts) -> list[dict]:
         print("training section skipped: PyTorch is not installed")
         return []
     import minitl as tl
+    from minitl.training import training_step
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -188,9 +175,11 @@ def bench_training(opts) -> list[dict]:
         x_np = cp.random.default_rng(0).standard_normal(shape, dtype=cp.float32)
         y_np = cp.random.default_rng(1).integers(0, 10, shape[0])
         x, y = tl.tensor(x_np), tl.tensor(y_np)
-        step_ours = adam_step(ours, tl.optim.Adam, tl.nn.functional.cross_entropy, x, y)
+        step_ours = training_step(ours, tl.optim.Adam(ours.parameters(), lr=1e-3), tl.nn.functional.cross_entropy,
+                                  x, y)
         tx, ty = torch.as_tensor(x_np, device="cuda"), torch.as_tensor(y_np, device="cuda")
-        step_theirs = adam_step(theirs, torch.optim.Adam, torch.nn.functional.cross_entropy, tx, ty)
+        step_theirs = training_step(theirs, torch.optim.Adam(theirs.parameters(), lr=1e-3),
+                                    torch.nn.functional.cross_entropy, tx, ty)
 
         ms_torch = time_ms(cp, step_theirs)
         ms_ours = time_ms(cp, step_ours)

@@ -29,6 +29,19 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
 
+def training_step(model, optimizer, loss_fn, x, y):
+    """A closure that runs one training step on (x, y): forward, loss, backward, update.
+    It uses only PyTorch's surface (model(x), zero_grad, backward, step), so the benchmarks
+    build minitl's step and PyTorch's with this same function and time the same lines."""
+    def step():
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def _correct(logits, target):
     return int((logits.data.argmax(axis=-1) == target.data).sum())
 

@@ -84,3 +84,18 @@ def test_fit_stops_on_a_diverging_loss():
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         with np.errstate(all="ignore"):
             tl.fit(model, DataLoader((x, y), batch_size=50), opt, epochs=2, progress=False)
+
+
+def test_training_step_closure_updates_the_model_each_call():
+    from minitl.training import training_step
+
+    tl.manual_seed(0)
+    model = tl.nn.Linear(4, 3)
+    x = tl.tensor(np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32))
+    y = tl.tensor(np.arange(16) % 3)
+    step = training_step(model, tl.optim.SGD(model.parameters(), lr=0.5), tl.nn.functional.cross_entropy, x, y)
+    losses = []
+    for _ in range(5):
+        losses.append(float(tl.nn.functional.cross_entropy(model(x), y).data))
+        step()
+    assert losses[-1] < losses[0]
