@@ -12,8 +12,12 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["minitl", "minitl.*", "kernels", "kernels.*", "lessons"]),
-    package_data={"kernels": ["*.cu"], "lessons": ["*.py"]},
+    # kernels/ and lessons/ sit at the top of the repository, where a reader finds them, and
+    # install inside minitl's namespace (minitl.kernels, minitl.lessons): top-level names such
+    # as `kernels` belong to other packages on PyPI
+    packages=find_packages(include=["minitl", "minitl.*"]) + ["minitl.kernels", "minitl.lessons"],
+    package_dir={"minitl.kernels": "kernels", "minitl.lessons": "lessons"},
+    package_data={"minitl.kernels": ["*.cu", "*.md"], "minitl.lessons": ["*.py"]},
     install_requires=[
         "numpy>=1.24",
         "matplotlib>=3.6",

@@ -15,7 +15,7 @@ log-softmax inside cross-entropy).  This package writes both from scratch in CUD
 Importing this package does not import CuPy; the wrappers do, when first called.  On a
 machine without a GPU, ``kernels.source(name)`` still shows the CUDA code (lesson 12
 prints it), and ``kernels.cu_files()`` lists the sources.  Lesson 12 walks through the
-matmul ladder; ``python -m kernels.bench`` measures it against cuBLAS.
+matmul ladder; ``python -m minitl.kernels.bench`` measures it against cuBLAS.
 """
 from __future__ import annotations
 

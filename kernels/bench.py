@@ -1,4 +1,4 @@
-"""Benchmark minitl's kernels against the GPU's own libraries: ``python -m kernels.bench``.
+"""Benchmark minitl's kernels against the GPU's own libraries: ``python -m minitl.kernels.bench``.
 
 Sections (each a function taking the parsed options and returning a list of row dicts):
 
@@ -30,12 +30,12 @@ import sys
 _CUPY_ALREADY_IMPORTED = "cupy" in sys.modules
 os.environ["CUPY_TF32"] = "0"
 
-import kernels  # noqa: E402  (imports no CuPy)
+from minitl import kernels  # noqa: E402  (imports no CuPy)
 
 
 def _cupy_or_exit():
     if _CUPY_ALREADY_IMPORTED:
-        sys.exit("CuPy was imported before CUPY_TF32=0 could be set; run `python -m kernels.bench`")
+        sys.exit("CuPy was imported before CUPY_TF32=0 could be set; run `python -m minitl.kernels.bench`")
     try:
         import cupy as cp
         count = cp.cuda.runtime.getDeviceCount()
@@ -219,7 +219,7 @@ def _fmt(v) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kernels.bench", description="Benchmark minitl's kernels against cuBLAS and a device copy.")
+    parser = argparse.ArgumentParser(prog="python -m minitl.kernels.bench", description="Benchmark minitl's kernels against cuBLAS and a device copy.")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="sections to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the device as JSON")

@@ -24,7 +24,7 @@
 # %%
 import os
 
-import kernels
+from minitl import kernels
 
 FAST = bool(os.environ.get("MINITL_FAST"))
 os.environ.setdefault("CUPY_TF32", "0")  # cuBLAS in plain FP32, like our kernels (read when CuPy loads)
@@ -160,15 +160,15 @@ print(kernels.source("matmul", "sgemm_warptile_body"))
 # ## The ladder, measured
 #
 # With a GPU, this cell times each rung against cuBLAS (NVIDIA's library, in plain FP32)
-# with CUDA events. `python -m kernels.bench` does the same at 1024 to 8192 and at the
+# with CUDA events. `python -m minitl.kernels.bench` does the same at 1024 to 8192 and at the
 # shapes of minitl's models.
 
 # %%
 if cp is None:
     print("No GPU here: timings skipped. On a GPU machine run this lesson again, or "
-          "`python -m kernels.bench`.")
+          "`python -m minitl.kernels.bench`.")
 else:
-    from kernels.bench import time_ms
+    from minitl.kernels.bench import time_ms
 
     size = 512 if FAST else 2048
     rng = cp.random.default_rng(0)
@@ -221,7 +221,7 @@ print(kernels.source("softmax", "softmax_forward_block"))
 # %% [markdown]
 # Rows of up to 1024 values get one warp each and sit in registers (32 per lane), so
 # the warp kernel reads the row once and never needs the online form; longer rows get a
-# whole block and stream. `python -m kernels.bench` compares both with the bandwidth of
+# whole block and stream. `python -m minitl.kernels.bench` compares both with the bandwidth of
 # a plain device-to-device copy.
 #
 # ## What to expect

@@ -5,6 +5,14 @@
     (x * x).sum().backward()
     x.grad  # array([2., 4.], dtype=float32)
 """
+from pathlib import Path as _Path
+
+# In a source checkout (and a student copy) the kernels/ and lessons/ folders sit beside this
+# package, at the top of the repository; installed, they live inside it. Looking in the
+# checkout's root too makes them minitl.kernels and minitl.lessons in both cases.
+if (_Path(__file__).parent.parent / "kernels" / "_loader.py").is_file():
+    __path__.append(str(_Path(__file__).parent.parent))  # noqa: F821  (a package's own __path__)
+
 from . import backend, cpu_runtime, nn, ops, optim, parallel, random  # noqa: F401
 from .backend import device, is_cuda_available  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401

@@ -141,14 +141,14 @@ def _our_kernels_for(*arrays) -> bool:
 def matmul(a, b):
     """a @ b with NumPy broadcasting rules (both at least 2-D)."""
     if _our_kernels_for(a, b):
-        import kernels
+        from . import kernels
         return kernels.matmul(a, b)
     return a @ b
 
 
 def softmax(a, axis=-1):
     if _our_kernels_for(a):
-        import kernels
+        from . import kernels
         return kernels.softmax(a, axis=axis)
     e = xp_of(a).exp(a - a.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -157,7 +157,7 @@ def softmax(a, axis=-1):
 def softmax_backward(y, dy, axis=-1):
     """dx = y * (dy - sum(dy * y)): the softmax Jacobian applied to dy."""
     if _our_kernels_for(y, dy):
-        import kernels
+        from . import kernels
         return kernels.softmax_backward(y, dy, axis=axis)
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
@@ -165,7 +165,7 @@ def softmax_backward(y, dy, axis=-1):
 def log_softmax(a, axis=-1):
     """a - max - log(sum(exp(a - max))): exp never sees a large argument."""
     if _our_kernels_for(a):
-        import kernels
+        from . import kernels
         return kernels.log_softmax(a, axis=axis)
     shifted = a - a.max(axis=axis, keepdims=True)
     xp = xp_of(a)
@@ -175,6 +175,6 @@ def log_softmax(a, axis=-1):
 def log_softmax_backward(y, dy, axis=-1):
     """dx = dy - exp(y) * sum(dy) for y = log_softmax(x)."""
     if _our_kernels_for(y, dy):
-        import kernels
+        from . import kernels
         return kernels.log_softmax_backward(y, dy, axis=axis)
     return dy - xp_of(y).exp(y) * dy.sum(axis=axis, keepdims=True)

@@ -96,7 +96,7 @@ def add_exercises_parser(subparsers) -> None:
 
 
 def _lesson(args) -> int:
-    from minitl import lessons
+    from minitl import lesson_runner as lessons
 
     if args.lesson is None:
         for lesson in lessons.find_lessons():
@@ -132,7 +132,7 @@ def add_lesson_parser(subparsers) -> None:
 
 
 def _tour(args) -> int:
-    from minitl import lessons
+    from minitl import lesson_runner as lessons
 
     return lessons.run_tour(out=args.out, fast=args.fast, html=args.html)
 
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     except Exception as err:
         # Our own "you asked for something wrong" errors get one clear line, not a traceback.
         from minitl.exercises import ExerciseError
-        from minitl.lessons import LessonError
+        from minitl.lesson_runner import LessonError
         if isinstance(err, (ExerciseError, LessonError)):
             print(f"minitl: error: {err}", file=sys.stderr)
             return 2

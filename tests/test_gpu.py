@@ -62,7 +62,7 @@ def test_training_on_cuda_matches_cpu():
 
 def test_our_kernels_run_by_default_and_cublas_on_request(monkeypatch):
     _gpu_or_skip()
-    import kernels
+    from minitl import kernels
 
     calls = []
     real = kernels.matmul

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kernels
+from minitl import kernels
 
 NVCC = shutil.which("nvcc")
 ARCHS = ("sm_90", "sm_80")
@@ -94,7 +94,7 @@ def test_source_sections():
 
 
 def test_import_does_not_import_cupy():
-    code = "import sys, kernels; kernels.source('matmul'); print('cupy' in sys.modules)"
+    code = "import sys; from minitl import kernels; kernels.source('matmul'); print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(kernels.__file__).parent.parent, check=True)
     assert out.stdout.strip() == "False"

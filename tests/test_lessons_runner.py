@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from minitl import lessons, report
-from minitl.lessons import Lesson, LessonError
+from minitl import lesson_runner as lessons, report
+from minitl.lesson_runner import Lesson, LessonError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lessons"
 DEMO = FIXTURES / "lesson_01_demo.py"

@@ -25,4 +25,18 @@ def test_ci_runs_exactly_readmes_test_command():
 def test_setup_declares_the_console_script_and_packages():
     setup = (ROOT / "setup.py").read_text()
     assert "minitl = minitl.cli:main" in setup
-    assert '"kernels"' in setup and '"lessons"' in setup and 'python_requires=">=3.10"' in setup
+    assert '"minitl.kernels"' in setup and '"minitl.lessons"' in setup and 'python_requires=">=3.10"' in setup
+
+
+def test_the_install_claims_only_the_minitl_import_name():
+    """kernels/ and lessons/ install as minitl.kernels and minitl.lessons: a package on PyPI
+    is called `kernels`, and minitl must not shadow it."""
+    import importlib.metadata
+
+    import minitl
+    from minitl import kernels, lessons
+    top_level = importlib.metadata.distribution("minitl").read_text("top_level.txt").split()
+    assert top_level == ["minitl"]
+    assert Path(kernels.__file__).parent.name == "kernels" and kernels.__name__ == "minitl.kernels"
+    assert lessons.__name__ == "minitl.lessons"
+    assert minitl.__name__ == "minitl"

@@ -134,13 +134,13 @@ def lesson_dirs() -> list:
 
     ``$MINITL_LESSONS`` (folders separated by os.pathsep) if set; else the ``lessons/`` folder
     beside the minitl package (a checkout, or site-packages after ``pip install``), then the
-    installed ``lessons`` package.
+    installed ``minitl.lessons`` package.
     """
     if os.environ.get("MINITL_LESSONS"):
         return [Path(p) for p in os.environ["MINITL_LESSONS"].split(os.pathsep) if p]
     dirs = [Path(__file__).resolve().parent.parent / "lessons"]
     try:
-        dirs.append(Path(str(importlib.resources.files("lessons"))))
+        dirs.append(Path(str(importlib.resources.files("minitl.lessons"))))
     except (ModuleNotFoundError, TypeError):
         pass
     return dirs
