@@ -1,0 +1,78 @@
+"""The fast paths: faster versions of a few reference ops, kept apart from the teaching code.
+
+Everything a student reads in `minitl.ops`, `minitl.optim` and `minitl.embeddings` is the
+chapter's math in plain NumPy. Where a training step gains from threads, another memory
+layout, fused passes or scratch buffers (the NHWC convolution, batch norm and pooling on
+threads, the in-place Adam update, the word2vec row scatter), that version lives here, and
+tests prove it equal to its reference in float64 on odd shapes.
+
+One switch chooses the path:
+
+    import minitl as tl
+    tl.fastpath.enabled()            # True by default: the fast versions run
+    tl.fastpath.set_enabled(False)   # from now on, the reference code runs
+    with tl.fastpath.use(False):     # or only inside a block
+        ...
+
+`MINITL_FASTPATH=0` (or 1) in the environment sets the starting value. A student copy made by
+`minitl exercises export` has `ENABLED_BY_DEFAULT = False` below, so the code the student
+writes is the code that trains in the lessons and the tests.
+"""
+from __future__ import annotations
+
+import os
+
+ENABLED_BY_DEFAULT = True
+
+
+def _from_environment() -> bool:
+    value = os.environ.get("MINITL_FASTPATH")
+    if value is None or value == "":
+        return ENABLED_BY_DEFAULT
+    if value not in ("0", "1"):
+        raise ValueError(f"MINITL_FASTPATH must be 0 (reference code) or 1 (fast paths), got {value!r}")
+    return value == "1"
+
+
+_enabled = _from_environment()
+
+
+def enabled() -> bool:
+    """True when the fast versions run, False when the reference code does."""
+    return _enabled
+
+
+def set_enabled(flag: bool) -> bool:
+    """Turn the fast paths on (True) or off (False); returns the previous setting."""
+    global _enabled
+    if not isinstance(flag, bool):
+        raise TypeError(f"set_enabled: expected True or False, got {flag!r}")
+    previous, _enabled = _enabled, flag
+    return previous
+
+
+class use:
+    """`with tl.fastpath.use(False):` runs a block on the reference code (True: fast paths),
+    and restores the previous setting afterwards. Also a decorator."""
+
+    def __init__(self, flag: bool):
+        if not isinstance(flag, bool):
+            raise TypeError(f"use: expected True or False, got {flag!r}")
+        self.flag = flag
+
+    def __enter__(self):
+        self._previous = set_enabled(self.flag)
+        return self
+
+    def __exit__(self, *exc):
+        set_enabled(self._previous)
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with use(self.flag):
+                return fn(*args, **kwargs)
+
+        return wrapper
