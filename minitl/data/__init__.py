@@ -4,7 +4,8 @@
 - ``idx``            the IDX format of (Fashion-)MNIST
 - ``fashion_mnist``  the image dataset of the vision sections
 - ``text``           tokenizer, vocabulary and encoded corpora (GCIDE, plain text) for the
-                     word-vector sections
+                     word-vector sections; GCIDE's labelled tasks (part of speech, subject)
+                     for fine-tuning, probing and PEFT
 
 Batching (``DataLoader``) lives in ``loader.py`` beside these.
 """
@@ -12,7 +13,8 @@ from .fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
 from .idx import CorruptDataError, read_idx, write_idx
 from .loader import ArrayDataset, DataLoader
 from .paths import DataNotFoundError, cache_dir
-from .text import (Corpus, Vocab, build_corpus, encode_corpus, gcide_corpus, gcide_sentences,
+from .text import (MASK_TOKEN, Corpus, TextClassificationData, TextSplit, Vocab, build_corpus,
+                   encode_corpus, gcide_corpus, gcide_pos, gcide_sentences, gcide_subjects,
                    text_sentences, tokenize)
 
 __all__ = [
@@ -22,4 +24,5 @@ __all__ = [
     "fashion_mnist", "FASHION_MNIST_CLASSES",
     "tokenize", "Vocab", "Corpus", "encode_corpus", "build_corpus",
     "text_sentences", "gcide_sentences", "gcide_corpus",
+    "TextClassificationData", "TextSplit", "MASK_TOKEN", "gcide_pos", "gcide_subjects",
 ]

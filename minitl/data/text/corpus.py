@@ -146,18 +146,30 @@ def text_sentences(path: str | os.PathLike, max_sentence_len: int | None = None,
     (text8 is one line of 17 million words; word2vec's C tool cuts at 10,000). ``limit_words``
     stops after that many words, the last sentence cut short to hit it exactly.
     """
-    if limit_words is not None and limit_words <= 0:
-        return
-    remaining = limit_words
+    return take_words(_line_pieces(path, max_sentence_len), limit_words)
+
+
+def _line_pieces(path: str | os.PathLike, max_sentence_len: int | None) -> Iterator[list[str]]:
     with open_text(path) as f:
         for line in f:
             words = tokenize(line)
             step = max_sentence_len or max(len(words), 1)
             for start in range(0, len(words), step):
-                piece = words[start:start + step]
-                if remaining is not None:
-                    piece = piece[:remaining]
-                    remaining -= len(piece)
-                yield piece
-                if remaining == 0:
-                    return
+                yield words[start:start + step]
+
+
+def take_words(sentences: Iterable[list[str]], limit_words: int | None) -> Iterator[list[str]]:
+    """The ``sentences`` until ``limit_words`` words have passed, the last one cut short to hit
+    the limit exactly; all of them when ``limit_words`` is None. Lazy: nothing more is read."""
+    if limit_words is None:
+        yield from sentences
+        return
+    remaining = limit_words
+    if remaining <= 0:
+        return
+    for sentence in sentences:
+        sentence = sentence[:remaining]
+        remaining -= len(sentence)
+        yield sentence
+        if remaining == 0:
+            return

@@ -29,6 +29,11 @@ One *sentence* is then one paragraph of an entry (a numbered sense, a note, a li
 tokenised by ``minitl.data.text.tokenizer.tokenize``. From dict-gcide 0.48 this gives 3.57 million
 words (of 5.4 million word-like tokens before cleaning; the headers alone held 0.7 million) in
 252,550 sentences, with 108,610 distinct words.
+
+The steps of :func:`clean_gcide` are functions of their own (:func:`decode_letters`,
+:func:`drop_brackets`, :func:`strip_markup`), and :func:`read_gcide` streams the file in whole
+paragraphs or whole entries, so that ``gcide_tasks`` (the labelled tasks) reads entries cleaned
+exactly as the corpus is.
 """
 from __future__ import annotations
 
@@ -40,10 +45,10 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from ..paths import cache_dir, locate
-from .corpus import Corpus, build_corpus
+from .corpus import Corpus, build_corpus, take_words
 from .tokenizer import tokenize
 
 GCIDE_FILE = "gcide.dict.dz"
@@ -70,19 +75,48 @@ _FIELD_LABEL = re.compile(r"\b(?:Syn|Note|Usage|Defn):|\bSyn\.")  # "Syn:", rare
 _BRACES = re.compile(r"[{}]")
 
 
+def decode_letters(text: str) -> str:
+    """Step 1 of :func:`clean_gcide`: GCIDE's letter entities as plain letters (``[=o]`` -> ``o``)."""
+    text = _ACCENTED.sub(r"\1", text)
+    return _NAMED.sub(lambda m: _NAMED_LETTERS[m.group(1)], text)
+
+
+def drop_brackets(text: str, fill: str | None = None) -> str:
+    """Step 2 of :func:`clean_gcide`: every ``[...]`` (etymology, source, label) is removed.
+
+    Each bracket becomes one space, or, with a one-character ``fill``, as many ``fill``
+    characters as it was long, so that positions in the text stay put (a parser that reads an
+    entry's header uses this). Brackets never cross a paragraph break (``\x00``).
+    """
+    replace = " " if fill is None else (lambda m: fill * len(m.group()))
+    # Etymologies hold brackets inside brackets; removing the innermost ones until none is
+    # left handles any depth. An unclosed "[" stays (and its text with it): never eat a paragraph.
+    removed = 1
+    while removed:
+        text, removed = _INNERMOST_BRACKETS.subn(replace, text)
+    return text
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Cut ``text`` at its blank lines (each paragraph keeps its first line's indent)."""
+    return _PARAGRAPH_BREAK.split(text)
+
+
 def clean_gcide(text: str) -> list[str]:
     """Strip GCIDE's markup from a run of whole paragraphs; return one clean string per paragraph.
 
     ``text`` must start at a paragraph (an entry's first line, or a blank-line boundary).
     """
-    text = _PARAGRAPH_BREAK.sub("\x00", text)
-    text = _ACCENTED.sub(r"\1", text)
-    text = _NAMED.sub(lambda m: _NAMED_LETTERS[m.group(1)], text)
-    # Etymologies hold brackets inside brackets; removing the innermost ones until none is
-    # left handles any depth. An unclosed "[" stays (and its text with it): never eat a paragraph.
-    removed = 1
-    while removed:
-        text, removed = _INNERMOST_BRACKETS.subn(" ", text)
+    return strip_markup(split_paragraphs(decode_letters(text)))
+
+
+def strip_markup(paragraphs: Sequence[str]) -> list[str]:
+    """Steps 2 to 4 of :func:`clean_gcide` on paragraphs whose letters are decoded, all in one go.
+
+    Each paragraph gives one string, in order: ``"\x00"`` marks the boundaries inside, and no
+    pattern crosses it, so a paragraph is cleaned as if it were alone.
+    """
+    text = drop_brackets("\x00".join(paragraphs))
     text = _ENTRY_HEADER.sub("", text)  # after the brackets, so a wrapped etymology went with it
     text = _CITATION.sub("", text)
     text = _RUN_ON_HEADWORD.sub("", text)
@@ -92,24 +126,28 @@ def clean_gcide(text: str) -> list[str]:
     return text.split("\x00")
 
 
+_DICTD_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# The digits re-spelt as characters in ascending order, so that string order is number order.
+_DIGITS_IN_ORDER = str.maketrans(_DICTD_DIGITS, "".join(map(chr, range(0x100, 0x140))))
+
+
 def _dictd_number(b64: str) -> int:
     """A number of a dictd index: base 64, most significant digit first, RFC 4648 alphabet."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     value = 0
     for ch in b64:
-        value = value * 64 + alphabet.index(ch)
+        value = value * 64 + _DICTD_DIGITS.index(ch)
     return value
 
 
 def _first_entry_offset(index_path: Path) -> int:
     """Where the dictionary proper starts: after the ``00-database-*`` entries (licence, notes)."""
-    offsets = []
-    with open(index_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            headword, offset, _length = line.rstrip("\n").split("\t")
-            if not headword.startswith("00"):
-                offsets.append(_dictd_number(offset))
-    return min(offsets)
+    text = index_path.read_text(encoding="utf-8", errors="replace")
+    # the offset column of every line whose headword does not start with "00"
+    offsets = re.findall(r"^(?!00)[^\t\n]*\t([A-Za-z0-9+/]+)\t", text, flags=re.MULTILINE)
+    # The smallest number without converting 200,000 of them: fewer digits (after leading
+    # zeros, "A") is smaller, and among equally long ones the string order of the digits.
+    significant = (o.lstrip("A") for o in offsets)
+    return _dictd_number(min(significant, key=lambda o: (len(o), o.translate(_DIGITS_IN_ORDER))))
 
 
 def gcide_path() -> Path:
@@ -124,12 +162,26 @@ def gcide_sentences(path: str | os.PathLike | None = None, limit_words: int | No
     ``limit_words`` stops after that many words (the last sentence cut to hit it exactly), so a
     test or a quick experiment reads only the start of the file. Empty paragraphs are skipped.
     """
+    paragraphs = (words for text in read_gcide(path, _after_last_paragraph, chunk_chars)
+                  for words in map(tokenize, clean_gcide(text)) if words)
+    return take_words(paragraphs, limit_words)
+
+
+def _after_last_paragraph(text: str) -> int:
+    return text.rfind("\n\n") + 2
+
+
+def read_gcide(path: str | os.PathLike | None, cut: Callable[[str], int],
+               chunk_chars: int = 1 << 20) -> Iterator[str]:
+    """Stream the dictionary (after its ``00-database-*`` preamble) as pieces that end at a boundary.
+
+    The file is read ``chunk_chars`` at a time; ``cut(text)`` says where the last whole unit
+    (paragraph, entry) of the text read so far ends (a value < 2 when none does yet), and the
+    rest waits for the next chunk. So a caller never sees a paragraph or an entry cut in two.
+    """
     path = Path(path) if path is not None else gcide_path()
     index = path.parent / "gcide.index"
     start = _first_entry_offset(index) if index.is_file() else 0
-    if limit_words is not None and limit_words <= 0:
-        return
-    remaining = limit_words
     with gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb") as raw:
         raw.seek(start)  # index offsets count bytes of the uncompressed text
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
@@ -137,21 +189,10 @@ def gcide_sentences(path: str | os.PathLike | None = None, limit_words: int | No
         while True:
             chunk = text.read(chunk_chars)
             pending += chunk
-            # Clean only whole paragraphs: cut at the last blank line, keep the rest for later.
-            cut = len(pending) if not chunk else pending.rfind("\n\n") + 2
-            if cut <= 1:
-                continue
-            for paragraph in clean_gcide(pending[:cut]):
-                words = tokenize(paragraph)
-                if not words:
-                    continue
-                if remaining is not None:
-                    words = words[:remaining]
-                    remaining -= len(words)
-                yield words
-                if remaining == 0:
-                    return
-            pending = pending[cut:]
+            end = len(pending) if not chunk else cut(pending)
+            if end > 1:
+                yield pending[:end]
+                pending = pending[end:]
             if not chunk:
                 return
 
@@ -171,10 +212,7 @@ def gcide_corpus(path: str | os.PathLike | None = None, cache: bool = True,
     ``corpus.restrict(min_count=5)``.
     """
     path = Path(path) if path is not None else gcide_path()
-    stat = path.stat()
-    source_id = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-    folder = cache_dir("gcide", create=cache)
-    cached = folder / f"gcide-corpus-{source_id}-{stat.st_size}-{int(stat.st_mtime)}-v{CLEANER_VERSION}.npz"
+    cached, stale = cache_file(path, "corpus", str(CLEANER_VERSION))
     if cache and cached.is_file():
         return Corpus.load(cached)
     started = time.perf_counter()
@@ -183,16 +221,38 @@ def gcide_corpus(path: str | os.PathLike | None = None, cache: bool = True,
         print(f"GCIDE: {corpus.n_tokens:,} words, {len(corpus):,} sentences, {len(corpus.vocab):,} "
               f"word types, parsed in {time.perf_counter() - started:.1f} s")
     if cache:
-        tmp = cached.with_name(cached.name + f".{os.getpid()}.part.npz")
-        try:
-            corpus.save(tmp)
-            os.replace(tmp, cached)  # atomic: a reader never sees half an .npz
-            # an older cache of the same file (changed file, older cleaner) is now dead weight
-            for stale in folder.glob(f"gcide-corpus-{source_id}-*.npz"):
-                if stale != cached:
-                    stale.unlink(missing_ok=True)
-        except OSError as exc:  # a read-only home must not stop the reading
-            warnings.warn(f"could not cache the GCIDE corpus in {folder}: {exc}", stacklevel=2)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_cache(cached, corpus.save, stale, "the GCIDE corpus")
     return corpus
+
+
+def cache_file(path: Path, kind: str, version: str) -> tuple[Path, str]:
+    """Where something made from the GCIDE file ``path`` is cached, and a glob of its older copies.
+
+    The name holds the source file (path, size, mtime) and the ``version`` of the code that
+    made it, so a new dictionary or a changed parser is never served an old result.
+    """
+    stat = path.stat()
+    source_id = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    folder = cache_dir("gcide", create=False)
+    name = f"gcide-{kind}-{source_id}-{stat.st_size}-{int(stat.st_mtime)}-v{version}.npz"
+    return folder / name, f"gcide-{kind}-{source_id}-*.npz"
+
+
+def write_cache(cached: Path, save: Callable[[Path], object], stale: str, what: str) -> None:
+    """``save(tmp)`` an ``.npz`` and move it to ``cached`` atomically; remove the ``stale`` ones.
+
+    A read-only home must not stop the reading: an error only warns.
+    """
+    tmp = cached.with_name(cached.name + f".{os.getpid()}.part.npz")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        save(tmp)
+        os.replace(tmp, cached)  # atomic: a reader never sees half an .npz
+        # an older cache of the same file (changed file, older code) is now dead weight
+        for old in cached.parent.glob(stale):
+            if old != cached:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(f"could not cache {what} in {cached.parent}: {exc}", stacklevel=3)
+    finally:
+        tmp.unlink(missing_ok=True)
