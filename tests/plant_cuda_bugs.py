@@ -1,6 +1,6 @@
 """Plant bugs in the CUDA kernels and show that the emulated kernel tests catch each one.
 
-    python tests/plant_cuda_bugs.py [--only NAME ...] [--list]
+    python tests/plant_cuda_bugs.py [--only WORD ...] [--list] [--sanitized-only]
 
 For each bug below: copy kernels/*.cu to a temporary folder, make the one change, and run the
 kernel tests of that file (tests/test_cuda_emulation.py) against the copy
@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="WORD", help="bugs whose name contains one of these words")
     parser.add_argument("--list", action="store_true", help="list the bugs and stop")
+    parser.add_argument("--sanitized-only", action="store_true",
+                        help="run only the sanitized pass (to see what the sanitizers catch on their own)")
     opts = parser.parse_args(argv)
     bugs = [b for b in BUGS if not opts.only or any(w in b[0] for w in opts.only)]
     if opts.list:
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="minitl-planted-") as tmp:
             plant(Path(tmp), bug)
-            how, tail = run_tests(Path(tmp), bug[1], sanitize=False)
+            how, tail = ("", "") if opts.sanitized_only else run_tests(Path(tmp), bug[1], sanitize=False)
             if not how:
                 how, tail = run_tests(Path(tmp), bug[1], sanitize=True)
                 how = how and how + " (sanitized build)"

@@ -19,7 +19,9 @@ again in a subprocess built with AddressSanitizer and UBSan.  Skipped without g+
 """
 from __future__ import annotations
 
+import ctypes
 import math
+import mmap
 import os
 import re
 import subprocess
@@ -54,16 +56,47 @@ def emu():
         yield
 
 
+_PAGE = mmap.PAGESIZE
+
+
+def _fenced(nbytes: int) -> np.ndarray | None:
+    """nbytes of memory (uint8) right below an inaccessible page, or None where that fails.
+
+    A kernel that reads or writes past the end of such an array faults, and the emulation
+    reports an invalid memory access for the thread that did it, where a plain allocation
+    would let it corrupt the heap (the sanitized pass sees the same through ASan instead)."""
+    size = -(-nbytes // _PAGE) * _PAGE
+    try:
+        region = mmap.mmap(-1, size + _PAGE)
+        whole = np.frombuffer(region, np.uint8)
+        guard = whole.ctypes.data + size
+        if _libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(_PAGE), 0) != 0:
+            return None
+    except (OSError, AttributeError, ValueError):
+        return None
+    return whole[size - nbytes:size]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
 def placed(shape, offset: int = 0, values=None) -> np.ndarray:
     """A C-contiguous float32 array whose data starts `offset` floats past a 16-byte boundary
-    and whose allocation ends where the array does, so a sanitized run sees any read past it."""
+    and ends at most 12 bytes before an inaccessible page (in the sanitized pass: where its
+    allocation ends, so AddressSanitizer sees any access past it)."""
     n = math.prod(shape)
-    base = np.empty(offset + n, np.float32)
-    if base.ctypes.data % 16:  # an allocator without 16-byte alignment: pad instead
-        base = np.empty(offset + n + 3, np.float32)
-        start = (-base.ctypes.data % 16) // 4 + offset
-        base = base[start - offset:start + n]
-    x = base[offset:].reshape(shape)
+    memory = None if SANITIZE_PASS else _fenced(4 * (n + offset) + 16)
+    if memory is not None:
+        end = memory.ctypes.data + memory.size  # page-aligned
+        start = (end - 4 * n - 4 * offset) // 16 * 16 + 4 * offset
+        x = memory[start - memory.ctypes.data:][:4 * n].view(np.float32).reshape(shape)
+    else:
+        base = np.empty(offset + n, np.float32)
+        if base.ctypes.data % 16:  # an allocator without 16-byte alignment: pad instead
+            base = np.empty(offset + n + 3, np.float32)
+            start = (-base.ctypes.data % 16) // 4 + offset
+            base = base[start - offset:start + n]
+        x = base[offset:].reshape(shape)
     assert n == 0 or x.ctypes.data % 16 == 4 * offset
     if values is not None:
         x[...] = values

@@ -14,6 +14,7 @@ Four layers, each running wherever it can:
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 import shutil
@@ -96,6 +97,24 @@ def test_source_sections():
         kernels.source("conv")
     with pytest.raises(ValueError, match="no kernel or function"):
         kernels.source("matmul", "sgemm_magic")
+
+
+def test_gpu_check_script_matches_the_kernels():
+    """.ci/gpu_check.sh (run by hand on a lent GPU) cannot run here; its Python part must still
+    parse, name exactly the kernels the .cu files define, and call what minitl.kernels has."""
+    text = (Path(__file__).resolve().parent.parent / ".ci" / "gpu_check.sh").read_text()
+    code = text.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    tree = ast.parse(code)
+    names = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NAMES")
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", "") == "kernels"}
+    assert used and all(hasattr(kernels, name) for name in used), used - set(dir(kernels))
+    assert "-m minitl.kernels.bench --only sgemm softmax" in text
+    if not emulation.available():
+        pytest.skip("listing the kernels of the .cu files needs g++")
+    for file, listed in names.items():
+        assert sorted(listed) == sorted(emulation.load(kernels.cu_files()[0].parent / f"{file}.cu").kernels)
 
 
 def test_import_does_not_import_cupy():
