@@ -14,8 +14,10 @@ log-softmax inside cross-entropy).  This package writes both from scratch in CUD
 
 Importing this package does not import CuPy; the wrappers do, when first called.  On a
 machine without a GPU, ``kernels.source(name)`` still shows the CUDA code (lesson 12
-prints it), and ``kernels.cu_files()`` lists the sources.  Lesson 12 walks through the
-matmul ladder; ``python -m minitl.kernels.bench`` measures it against cuBLAS.
+prints it), ``kernels.cu_files()`` lists the sources, and inside
+``kernels.emulation.emulate()`` the same wrappers run the same CUDA code on the CPU, on
+NumPy arrays (see ``emulation/``).  Lesson 12 walks through the matmul ladder;
+``python -m minitl.kernels.bench`` measures it against cuBLAS.
 """
 from __future__ import annotations
 
@@ -41,11 +43,12 @@ MATMUL_KERNELS = {
 }
 _MAX_GRID_YZ = 65535        # CUDA's limit on gridDim.y and gridDim.z
 _MAX_INT = 2**31 - 1        # the kernels take sizes as int
-# Split-K (warptile only): a product whose C has fewer tiles than the GPU has multiprocessors
-# is cut along K into slices of at least this many values, one batch entry each.
+# Split-K (warptile only): a product whose C has fewer tiles than half the GPU's
+# multiprocessors is cut along K into slices of at least this many values.
 _SPLIT_K_MIN_SLICE = 64
 _WARPTILE_BK = 8            # WT_BK in matmul.cu: slices of K are multiples of it
 _EMULATED_MULTIPROCESSORS = 132  # what the CPU emulation reports (an H100 / H200)
+
 
 def _cupy():
     if emulation.active():  # the CPU emulation: NumPy arrays stand in for device memory
@@ -153,7 +156,7 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel:
     if kernel == "warptile":  # one compiled variant per pair of flags, see matmul.cu
         name = "warptile_" + ("t" if trans_a else "n") + ("t" if trans_b else "n")
     fn = get_function("matmul", "sgemm_" + name, options=("--std=c++14", *options))
-    launch = _SgemmLaunch(fn, a, b, trans_a, trans_b, stride_a, stride_b, tile_m, tile_n, block)
+    launch = _SgemmLaunch(fn, a, b, trans_a, trans_b, tile_m, tile_n, block)
     tiles = -(-m // tile_m) * -(-n // tile_n)
     splits = _k_splits(k, tiles, _multiprocessors(cp)) if kernel == "warptile" and batch == 1 else 1
     if splits > 1:
@@ -184,7 +187,7 @@ def _k_slice(x, trans: bool, is_a: bool, start: int):
 class _SgemmLaunch:
     """One SGEMM kernel with its operands' layout; called with the pointers and sizes of a part."""
 
-    def __init__(self, fn, a, b, trans_a, trans_b, stride_a, stride_b, tile_m, tile_n, block):
+    def __init__(self, fn, a, b, trans_a, trans_b, tile_m, tile_n, block):
         self.fn, self.a, self.b, self.trans_a, self.trans_b = fn, a, b, trans_a, trans_b
         self.lda, self.ldb = a.shape[-1], b.shape[-1]
         self.tile_m, self.tile_n, self.block = tile_m, tile_n, block
@@ -221,7 +224,8 @@ def _matmul_split_k(cp, launch: _SgemmLaunch, out, m: int, n: int, k: int, split
     The slices have one length (a multiple of the kernel's K step, so their offsets keep
     float4 alignment), except the last, which gets its own launch.
     """
-    slice_k = -(-(-(-k // splits)) // _WARPTILE_BK) * _WARPTILE_BK  # ceil(k / splits), rounded up to 8
+    slice_k = -(-k // splits)
+    slice_k = -(-slice_k // _WARPTILE_BK) * _WARPTILE_BK  # rounded up to a whole K step
     splits = -(-k // slice_k)
     partial = cp.empty((splits, m, n), dtype=cp.float32)
     a, b = launch.a, launch.b

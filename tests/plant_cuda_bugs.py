@@ -84,7 +84,8 @@ def run_tests(folder: Path, file: str, sanitize: bool) -> tuple[str, str]:
     env.update(MINITL_CUDA_EMU_SOURCES=str(folder), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     if sanitize:
         env["MINITL_EMU_SUBSET"] = "sanitize"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", TESTS, "-k",
+    # -s: a sanitizer's report goes to stderr as the process ends; pytest's capture would lose it
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-s", "-p", "no:cacheprovider", TESTS, "-k",
            f"({SELECT[file]}){META}"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     text = proc.stdout + proc.stderr

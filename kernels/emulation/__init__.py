@@ -434,8 +434,18 @@ class EmulatedKernel:
 _modules: dict[Path, Module] = {}
 
 
+def _asan_loaded() -> bool:
+    try:
+        return "libasan" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
 def load(cu: str | Path, options=(), sanitize: bool = False) -> Module:
     """The emulated module of a .cu file, built if needed."""
+    if sanitize and not _asan_loaded():  # loading it anyway would end the process
+        raise EmulationError("a sanitized build needs the ASan runtime loaded first: run Python "
+                             "with the environment of emulation.sanitizer_env()")
     path = build(cu, options, sanitize)
     if path not in _modules:
         _modules[path] = Module(path)
