@@ -266,6 +266,21 @@ def test_matmul_gpu_misaligned_pointers(kernel, trans_a, trans_b):
     assert rel_error(out, ref) < REL_TOL
 
 
+@gpu
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_matmul_gpu_rows_past_the_grid_limit(trans_a):
+    """W1: more row tiles than gridDim.y allows (65535): the naive rung's 8-row tiles pass it
+    at 524,288 rows; the wrapper launches the rows in slices."""
+    rng = cp.random.default_rng(4)
+    m, k, n = 65535 * 8 + 13, 3, 5
+    op_a = rng.standard_normal((m, k), dtype=cp.float32)
+    a = cp.ascontiguousarray(op_a.T) if trans_a else op_a
+    b = rng.standard_normal((k, n), dtype=cp.float32)
+    out = cp.full((m, n), cp.nan, dtype=cp.float32)
+    kernels.matmul(a, b, trans_a=trans_a, out=out, kernel="naive")
+    assert rel_error(out, op_a.astype(cp.float64) @ b.astype(cp.float64)) < REL_TOL
+
+
 ROW_LENGTHS = [1, 7, 32, 33, 100, 128, 129, 1000, 1024, 1025, 5000, 16385, 32769]
 
 
