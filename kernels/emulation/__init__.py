@@ -423,8 +423,9 @@ class EmulatedKernel:
         holders = [self._argument(i, p, a) for i, (p, a) in enumerate(zip(self.params, args))]
         argv = (ctypes.c_void_p * max(1, len(holders)))(*[ctypes.addressof(h) for h in holders])
         message = ctypes.create_string_buffer(2048)
-        code = self.module.lib.minitl_emu_launch(
-            self.index, (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), argv, message, len(message))
+        with _launch_lock:  # one launch at a time in the process: they share the fault handlers
+            code = self.module.lib.minitl_emu_launch(
+                self.index, (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), argv, message, len(message))
         if code == 1:
             raise NotImplementedError(message.value.decode())
         if code:
@@ -432,6 +433,7 @@ class EmulatedKernel:
 
 
 _modules: dict[Path, Module] = {}
+_launch_lock = threading.Lock()
 
 
 def _asan_loaded() -> bool:
