@@ -15,9 +15,12 @@ setup(
     # kernels/ and lessons/ sit at the top of the repository, where a reader finds them, and
     # install inside minitl's namespace (minitl.kernels, minitl.lessons): top-level names such
     # as `kernels` belong to other packages on PyPI
-    packages=find_packages(include=["minitl", "minitl.*"]) + ["minitl.kernels", "minitl.lessons"],
+    packages=find_packages(include=["minitl", "minitl.*"])
+    + ["minitl.kernels", "minitl.kernels.emulation", "minitl.lessons"],
     package_dir={"minitl.kernels": "kernels", "minitl.lessons": "lessons"},
-    package_data={"minitl.kernels": ["*.cu", "*.md"], "minitl.lessons": ["*.py"]},
+    # the CPU emulation of the CUDA kernels compiles its C++ sources with g++ when first used
+    package_data={"minitl.kernels": ["*.cu", "*.md"], "minitl.kernels.emulation": ["*.h", "*.cpp"],
+                  "minitl.lessons": ["*.py"]},
     install_requires=[
         "numpy>=1.24",
         "matplotlib>=3.6",

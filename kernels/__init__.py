@@ -14,8 +14,10 @@ log-softmax inside cross-entropy).  This package writes both from scratch in CUD
 
 Importing this package does not import CuPy; the wrappers do, when first called.  On a
 machine without a GPU, ``kernels.source(name)`` still shows the CUDA code (lesson 12
-prints it), and ``kernels.cu_files()`` lists the sources.  Lesson 12 walks through the
-matmul ladder; ``python -m minitl.kernels.bench`` measures it against cuBLAS.
+prints it), ``kernels.cu_files()`` lists the sources, and inside
+``kernels.emulation.emulate()`` the same wrappers run the same CUDA code on the CPU, on
+NumPy arrays (see ``emulation/``).  Lesson 12 walks through the matmul ladder;
+``python -m minitl.kernels.bench`` measures it against cuBLAS.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import math
 
 import numpy
 
+from . import emulation
 from ._loader import cu_files, get_function, source
 
 __all__ = [
@@ -39,10 +42,17 @@ MATMUL_KERNELS = {
     "warptile": (128, 128, (256, 1, 1)),
 }
 _MAX_GRID_YZ = 65535        # CUDA's limit on gridDim.y and gridDim.z
-_WARP_ROW_LIMIT = 1024      # softmax rows up to this length get a warp each (softmax.cu)
+_MAX_INT = 2**31 - 1        # the kernels take sizes as int
+# Split-K (warptile only): a product whose C has fewer tiles than half the GPU's
+# multiprocessors is cut along K into slices of at least this many values.
+_SPLIT_K_MIN_SLICE = 64
+_WARPTILE_BK = 8            # WT_BK in matmul.cu: slices of K are multiples of it
+_EMULATED_MULTIPROCESSORS = 132  # what the CPU emulation reports (an H100 / H200)
 
 
 def _cupy():
+    if emulation.active():  # the CPU emulation: NumPy arrays stand in for device memory
+        return numpy
     try:
         import cupy
     except ImportError as err:  # pragma: no cover - depends on the machine
@@ -89,7 +99,8 @@ def _batch_operand(cp, x, batch_shape: tuple[int, ...]):
     return full, rows * cols
 
 
-def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel: str = "warptile"):
+def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel: str = "warptile",
+           options: tuple = ()):
     """``op(a) @ op(b)`` on the GPU with minitl's SGEMM kernel; op transposes the last two axes when asked.
 
     a, b: float32 CuPy arrays with at least 2 dimensions.  Leading (batch) dimensions
@@ -97,7 +108,8 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel:
     (a is then stored ``k x m``) without making a transposed copy; likewise ``trans_b``.
     out: optional C-contiguous float32 array of the result's shape to write into; it
     must not overlap ``a`` or ``b``.  kernel: a rung of the ladder, one of
-    ``MATMUL_KERNELS`` ("naive", "tiled", "blocktile", "warptile").
+    ``MATMUL_KERNELS`` ("naive", "tiled", "blocktile", "warptile").  options: extra
+    compiler options, such as ``("-DWT_MIN_BLOCKS=2",)`` (what the benchmark compares).
     """
     cp = _cupy()
     if kernel not in MATMUL_KERNELS:
@@ -131,26 +143,102 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel:
     batch = math.prod(batch_shape)
     if out.size == 0:
         return out
+    if max(m, n, k) > _MAX_INT or batch > _MAX_INT:
+        raise ValueError(f"matmul: sizes must be below 2**31 for the kernels' int arguments, "
+                         f"got op(a) {m} x {k}, op(b) {k} x {n}, batch {batch}")
 
     a, trans_a = _row_major(cp, a, bool(trans_a))
     b, trans_b = _row_major(cp, b, bool(trans_b))
     a, stride_a = _batch_operand(cp, a, batch_shape)
     b, stride_b = _batch_operand(cp, b, batch_shape)
     tile_m, tile_n, block = MATMUL_KERNELS[kernel]
-    grid = ((n + tile_n - 1) // tile_n, (m + tile_m - 1) // tile_m, min(batch, _MAX_GRID_YZ))
-    if grid[1] > _MAX_GRID_YZ:
-        raise ValueError(f"matmul: {m} rows need {grid[1]} row tiles with kernel {kernel!r}, "
-                         f"more than one launch allows ({_MAX_GRID_YZ})")
     name = kernel
     if kernel == "warptile":  # one compiled variant per pair of flags, see matmul.cu
         name = "warptile_" + ("t" if trans_a else "n") + ("t" if trans_b else "n")
-    fn = get_function("matmul", "sgemm_" + name)
-    i32, i64 = _int_types()
-    fn(grid, block, (a, b, out, i32(m), i32(n), i32(k),
-                     i32(a.shape[-1]), i32(b.shape[-1]), i32(n),
-                     i32(trans_a), i32(trans_b),
-                     i64(stride_a), i64(stride_b), i64(m * n), i32(batch)))
+    fn = get_function("matmul", "sgemm_" + name, options=("--std=c++14", *options))
+    launch = _SgemmLaunch(fn, a, b, trans_a, trans_b, tile_m, tile_n, block)
+    tiles = -(-m // tile_m) * -(-n // tile_n)
+    splits = _k_splits(k, tiles, _multiprocessors(cp)) if kernel == "warptile" and batch == 1 else 1
+    if splits > 1:
+        _matmul_split_k(cp, launch, out, m, n, k, splits)
+        return out
+    # gridDim.y counts row tiles and may not pass 65535 (8.4M rows for warptile, which
+    # im2col reaches): launch the rows in slices of that many tiles, the pointers moved on.
+    rows_per_launch = _MAX_GRID_YZ * tile_m
+    c = out.reshape(batch, m, n)
+    for row0 in range(0, m, rows_per_launch):
+        rows = min(rows_per_launch, m - row0)
+        launch(_rows(a, trans_a, row0, rows), b, c[:, row0:row0 + rows], rows, n, k,
+               stride_a, stride_b, m * n, batch)
     return out
+
+
+def _rows(a, trans_a: bool, start: int, count: int):
+    """Rows start.. of op(a) (columns of a, when transposed): a view, for its data pointer."""
+    return a[..., :, start:start + count] if trans_a else a[..., start:start + count, :]
+
+
+def _k_slice(x, trans: bool, is_a: bool, start: int):
+    """op(x) from index start of its K axis on: columns of op(a), rows of op(b)."""
+    k_is_last = is_a != trans  # a stored M x K, or b stored transposed (N x K)
+    return x[..., :, start:] if k_is_last else x[..., start:, :]
+
+
+class _SgemmLaunch:
+    """One SGEMM kernel with its operands' layout; called with the pointers and sizes of a part."""
+
+    def __init__(self, fn, a, b, trans_a, trans_b, tile_m, tile_n, block):
+        self.fn, self.a, self.b, self.trans_a, self.trans_b = fn, a, b, trans_a, trans_b
+        self.lda, self.ldb = a.shape[-1], b.shape[-1]
+        self.tile_m, self.tile_n, self.block = tile_m, tile_n, block
+
+    def __call__(self, a, b, c, m, n, k, stride_a, stride_b, stride_c, batch):
+        i32, i64 = _int_types()
+        grid = (-(-n // self.tile_n), -(-m // self.tile_m), min(batch, _MAX_GRID_YZ))
+        self.fn(grid, self.block, (a, b, c, i32(m), i32(n), i32(k), i32(self.lda), i32(self.ldb), i32(n),
+                                   i32(self.trans_a), i32(self.trans_b),
+                                   i64(stride_a), i64(stride_b), i64(stride_c), i32(batch)))
+
+
+def _multiprocessors(cp) -> int:
+    if cp is numpy:
+        return _EMULATED_MULTIPROCESSORS
+    return cp.cuda.Device().attributes["MultiProcessorCount"]
+
+
+def _k_splits(k: int, tiles: int, multiprocessors: int) -> int:
+    """Into how many slices of K to cut a product whose C has `tiles` tiles (1: no split).
+
+    A model-sized product such as 128x784 @ 784x512 has 4 tiles of 128 x 128: 4 busy
+    multiprocessors out of 132.  Cut K into s slices, each a product of its own, and
+    s * tiles blocks run at once; the slices' results are then summed.
+    """
+    if tiles * 2 > multiprocessors:
+        return 1
+    return max(1, min(-(-multiprocessors // tiles), k // _SPLIT_K_MIN_SLICE))
+
+
+def _matmul_split_k(cp, launch: _SgemmLaunch, out, m: int, n: int, k: int, splits: int) -> None:
+    """out = sum over slices s of op(a)[:, K_s] @ op(b)[K_s, :], the slices as a batch.
+
+    The slices have one length (a multiple of the kernel's K step, so their offsets keep
+    float4 alignment), except the last, which gets its own launch.
+    """
+    slice_k = -(-k // splits)
+    slice_k = -(-slice_k // _WARPTILE_BK) * _WARPTILE_BK  # rounded up to a whole K step
+    splits = -(-k // slice_k)
+    partial = cp.empty((splits, m, n), dtype=cp.float32)
+    a, b = launch.a, launch.b
+    # one slice further along K: a column of a stored M x K, a row of a stored K x M; for b
+    # the other way round
+    step_a = slice_k * (launch.lda if launch.trans_a else 1)
+    step_b = slice_k * (1 if launch.trans_b else launch.ldb)
+    if splits > 1:
+        launch(a, b, partial, m, n, slice_k, step_a, step_b, m * n, splits - 1)
+    last = (splits - 1) * slice_k
+    launch(_k_slice(a, launch.trans_a, True, last), _k_slice(b, launch.trans_b, False, last),
+           partial[splits - 1:], m, n, k - last, 0, 0, m * n, 1)
+    cp.sum(partial, axis=0, out=out.reshape(m, n))
 
 
 def _int_types():
@@ -166,16 +254,47 @@ def _rows_view(cp, x, axis: int):
     return moved, (moved.size // cols if cols else 0), cols
 
 
-def _launch_rows(prefix: str, inputs, out, rows: int, cols: int, log_flag: int) -> None:
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+# values per thread of the kernels that keep a row in registers (softmax.cu)
+_BLOCK_VALUES = {"forward": (8, 16, 32), "backward": (8, 16)}
+
+
+def softmax_launch(direction: str, rows: int, cols: int):
+    """(kernel name, grid, block, lanes) softmax.cu's layouts prescribe for rows of `cols` values.
+
+    direction: "forward" or "backward".  lanes is the extra argument of the *_warp kernels
+    (lanes per row), None for the *_block ones.
+    """
+    if cols <= 128:   # rows share a warp: 4 values per lane, as few lanes as hold the row
+        lanes = _pow2_at_least(-(-cols // 4))
+        return f"softmax_{direction}_warp4", (-(-rows // (128 // lanes)),), (128,), lanes
+    if cols <= 1024:  # a warp per row, as many values per lane as the row needs
+        values = next(v for v in (8, 16, 32) if cols <= 32 * v)
+        return f"softmax_{direction}_warp{values if values < 32 else ''}", (-(-rows // 4),), (128,), 32
+    for values in _BLOCK_VALUES[direction]:  # a block per row, kept in registers
+        if cols <= 1024 * values:
+            threads = min(1024, -(-cols // (32 * values)) * 32)  # whole warps, enough for the row
+            return f"softmax_{direction}_block{values}", (rows,), (threads,), None
+    return f"softmax_{direction}_block", (rows,), (1024,), None  # streamed, read twice
+
+
+def _launch_rows(direction: str, inputs, out, rows: int, cols: int, log_flag: int) -> None:
+    if rows > _MAX_INT or cols > _MAX_INT:
+        raise ValueError(f"softmax: {rows} rows of {cols} values; the kernels take both as int (< 2**31)")
     i32, _ = _int_types()
-    if cols <= _WARP_ROW_LIMIT:
-        rows_per_block = 4  # 128 threads, one warp per row
-        fn = get_function("softmax", prefix + "_warp")
-        grid, block = ((rows + rows_per_block - 1) // rows_per_block,), (32 * rows_per_block,)
-    else:
-        fn = get_function("softmax", prefix + "_block")
-        grid, block = (rows,), (256,)
-    fn(grid, block, (*inputs, out, i32(rows), i32(cols), i32(log_flag)))
+    name, grid, block, lanes = softmax_launch(direction, rows, cols)
+    fn = get_function("softmax", name)
+    extra = () if lanes is None else (i32(lanes),)
+    fn(grid, block, (*inputs, out, i32(rows), i32(cols), i32(log_flag), *extra))
+
+
+def _axis(axis: int, ndim: int, fn_name: str) -> int:
+    if not -ndim <= axis < ndim:
+        raise getattr(numpy, "exceptions", numpy).AxisError(axis, ndim, fn_name)
+    return axis % ndim
 
 
 def _forward(x, axis: int, log: bool, fn_name: str):
@@ -183,11 +302,11 @@ def _forward(x, axis: int, log: bool, fn_name: str):
     _check_float32(fn_name, x=x)
     if x.ndim == 0:
         raise ValueError(f"{fn_name}: x must have at least 1 dimension, got a scalar")
-    axis = axis % x.ndim
+    axis = _axis(axis, x.ndim, fn_name)
     moved, rows, cols = _rows_view(cp, x, axis)
     y = cp.empty_like(moved)
     if y.size:
-        _launch_rows("softmax_forward", (moved,), y, rows, cols, int(log))
+        _launch_rows("forward", (moved,), y, rows, cols, int(log))
     return cp.ascontiguousarray(cp.moveaxis(y, -1, axis)) if axis != x.ndim - 1 else y
 
 
@@ -199,12 +318,12 @@ def _backward(y, dy, axis: int, log: bool, fn_name: str):
                          f"and {tuple(dy.shape)}")
     if y.ndim == 0:
         raise ValueError(f"{fn_name}: y must have at least 1 dimension, got a scalar")
-    axis = axis % y.ndim
+    axis = _axis(axis, y.ndim, fn_name)
     y_rows, rows, cols = _rows_view(cp, y, axis)
     dy_rows, _, _ = _rows_view(cp, dy, axis)
     dx = cp.empty_like(y_rows)
     if dx.size:
-        _launch_rows("softmax_backward", (y_rows, dy_rows), dx, rows, cols, int(log))
+        _launch_rows("backward", (y_rows, dy_rows), dx, rows, cols, int(log))
     return cp.ascontiguousarray(cp.moveaxis(dx, -1, axis)) if axis != y.ndim - 1 else dx
 
 

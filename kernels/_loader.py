@@ -76,7 +76,80 @@ def _module(name: str, device_id: int, options: tuple[str, ...]):
 
 
 def get_function(name: str, kernel: str, options: tuple[str, ...] = ("--std=c++14",)):
-    """The compiled kernel ``kernel`` of ``name.cu`` for the current device."""
+    """The compiled kernel ``kernel`` of ``name.cu`` for the current device.
+
+    Inside ``emulation.emulate()``, the kernel compiled for the CPU emulation instead.
+    """
+    from . import emulation
+
+    if emulation.active():
+        return emulation.get_function(name, kernel, options)
+    # A stubbed exercise would stop the kernel with __trap(), which leaves the CUDA context
+    # unusable for the rest of the process: say which exercise it is before launching.
+    stubs = exercise_stubs(name, kernel)
+    if stubs:
+        raise NotImplementedError(stubs[0])
     import cupy
 
     return _module(name, cupy.cuda.Device().id, tuple(options)).get_function(kernel)
+
+
+# ----------------------------------------------------------------------------- exercise stubs
+
+_STUB = re.compile(r'MINITL_EXERCISE_STUB\(\s*"((?:[^"\\]|\\.)*)"\s*\)')
+_MACRO = re.compile(r"^#define\s+(\w+)\(((?:[^\n]*\\\n)*[^\n]*)", re.MULTILINE)
+_CALL = re.compile(r"\b(\w+)\s*\(")
+
+
+def _close(text: str, i: int, open_: str, close: str) -> int:
+    """The index just past the bracket that closes the one at text[i]."""
+    depth = 0
+    for j in range(i, len(text)):
+        depth += (text[j] == open_) - (text[j] == close)
+        if depth == 0:
+            return j + 1
+    return len(text)
+
+
+def _code_units(text: str) -> dict[str, tuple[int, int]]:
+    """{name: (start, end)} of every top-level function and function-like macro in a .cu text
+    (comments removed)."""
+    units = {m.group(1): (m.start(), m.end()) for m in _MACRO.finditer(text)}
+    # Blank out the macros, then walk the top level: `name(...)` followed by `{` is a definition.
+    code = _MACRO.sub(lambda m: " " * len(m.group(0)), text)
+    i = 0
+    while (m := _CALL.search(code, i)) is not None:
+        after = _close(code, m.end() - 1, "(", ")")
+        rest = code[after:].lstrip()
+        if rest.startswith("{"):
+            brace = len(code) - len(rest)
+            end = _close(code, brace, "{", "}")
+            units.setdefault(m.group(1), (m.start(), end))
+            i = end
+        else:
+            i = after if rest.startswith((";", ",")) or not rest else m.end()
+    return units
+
+
+def exercise_stubs(name: str, kernel: str, text: str | None = None) -> list[str]:
+    """The messages of the exercise stubs (``MINITL_EXERCISE_STUB("exercise id: hint")``) that
+    kernel ``kernel`` of ``name.cu`` (or of the source ``text``) can reach, through the
+    functions and macros it uses."""
+    text = re.sub(r"//[^\n]*", "", text if text is not None else _path(name).read_text(encoding="utf-8"))
+    stubs = [(m.start(), m.group(1)) for m in _STUB.finditer(text)]
+    if not stubs:
+        return []
+    units = _code_units(text)
+    words = {unit: set(re.findall(r"\b\w+\b", text[a:b])) for unit, (a, b) in units.items()}
+    # a kernel made by a macro (SOFTMAX_WARP_KERNELS(softmax_forward_warp4, ...)) starts at it
+    start = {kernel} if kernel in units else {
+        m.group(1) for m in re.finditer(r"^(\w+)\([^\n]*\b" + re.escape(kernel) + r"\b", text, re.MULTILINE)}
+    seen, todo = set(), list(start)
+    while todo:
+        unit = todo.pop()
+        if unit in seen or unit not in units:
+            continue
+        seen.add(unit)
+        todo += [w for w in words[unit] if w in units and w not in seen]
+    return [message for pos, message in stubs
+            if any(units[u][0] <= pos < units[u][1] for u in seen)]

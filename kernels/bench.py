@@ -14,8 +14,12 @@ To add a section (say a training step of the ViT and the CNN against PyTorch CUD
 write a function ``bench_<name>(opts) -> list[dict]`` and append it to ``SECTIONS``; the
 table printing, ``--only`` and ``--json`` pick it up.
 
-Timing: CUDA events around each call, after warm-up calls, median over repeats.  Run
-with ``--quick`` for small sizes (a smoke test, not numbers to quote).
+Timing: CUDA events around a run of back-to-back calls (enough of them to last about a
+millisecond), after warm-up calls; the median over repeats, divided by the calls per run.
+Back to back, the host's work for one call (argument checks, the launch) overlaps the GPU's
+work for the one before, as in a training step; timing calls one at a time would add that
+host overhead to every short kernel.  Run with ``--quick`` for small sizes (a smoke test,
+not numbers to quote).
 """
 from __future__ import annotations
 
@@ -47,18 +51,25 @@ def _cupy_or_exit():
     return cp
 
 
-def time_ms(cp, fn, warmup: int = 3, repeats: int = 10) -> float:
-    """Median milliseconds of fn() on the GPU, timed with CUDA events."""
+def time_ms(cp, fn, warmup: int = 3, repeats: int = 10, target_ms: float = 1.0) -> float:
+    """Milliseconds per call of fn() on the GPU: CUDA events around back-to-back calls."""
     for _ in range(warmup):
         fn()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    fn()
+    stop.record()
+    stop.synchronize()
+    once = max(cp.cuda.get_elapsed_time(start, stop), 1e-3)
+    calls = max(1, min(100, round(target_ms / once)))  # a run of calls lasts about target_ms
     times = []
     for _ in range(repeats):
-        start, stop = cp.cuda.Event(), cp.cuda.Event()
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         stop.record()
         stop.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, stop))
+        times.append(cp.cuda.get_elapsed_time(start, stop) / calls)
     return statistics.median(times)
 
 
@@ -91,14 +102,18 @@ def bench_sgemm(opts) -> list[dict]:
         ms_cublas = time_ms(cp, lambda: cp.matmul(a, b, out=out))
         rows.append(dict(section="sgemm", case=label, kernel="cuBLAS FP32", ms=ms_cublas,
                          tflops=flops / ms_cublas / 1e9, vs_cublas=1.0, rel_err=0.0))
-        for rung in kernels.MATMUL_KERNELS:
+        # the ladder, and warptile compiled for two blocks per multiprocessor (-DWT_MIN_BLOCKS=2:
+        # at most 128 registers, so twice the warps to hide latency, against some spills)
+        variants = [(rung, rung, ()) for rung in kernels.MATMUL_KERNELS]
+        variants.append(("warptile MIN_BLOCKS=2", "warptile", ("-DWT_MIN_BLOCKS=2",)))
+        for name, rung, options in variants:
             if rung in ("naive", "tiled") and m * n * k > 4096**3 // (8 if opts.quick else 1):
                 continue  # the slow rungs at 8192^3 would take most of the run
-            run = lambda: kernels.matmul(a, b, out=out, kernel=rung)  # noqa: E731
+            run = lambda: kernels.matmul(a, b, out=out, kernel=rung, options=options)  # noqa: E731
             run()
             err = float(cp.abs(out - ref).max() / cp.abs(ref).max())
             ms = time_ms(cp, run, warmup=1 if rung == "naive" else 3, repeats=3 if rung == "naive" else 10)
-            rows.append(dict(section="sgemm", case=label, kernel=rung, ms=ms,
+            rows.append(dict(section="sgemm", case=label, kernel=name, ms=ms,
                              tflops=flops / ms / 1e9, vs_cublas=ms_cublas / ms, rel_err=err))
     return rows
 
@@ -115,19 +130,21 @@ def bench_softmax(opts) -> list[dict]:
     rows = [dict(section="softmax", case=f"device copy {src.nbytes >> 20} MiB", kernel="memcpy D2D",
                  gbs=copy_gbs, vs_copy=1.0)]
     rng = cp.random.default_rng(0)
-    for cols in (128, 1024, 4096, 32768):
+    # 32 and 128: rows sharing a warp; 1024: a warp per row; 4096 and 32768: a block per row
+    # in registers; 131072: streamed (read twice)
+    for cols in (32, 128, 1024, 4096, 32768, 131072):
         shape = (total // cols, cols)
         x = rng.standard_normal(shape, dtype=cp.float32)
         y = kernels.softmax(x)
         dy = rng.standard_normal(shape, dtype=cp.float32)
-        for name, fn, tensors in (
-            ("softmax fwd", lambda: kernels.softmax(x), 2),                  # read x, write y
-            ("softmax bwd", lambda: kernels.softmax_backward(y, dy), 3),     # read y, dy, write dx
-            ("log_softmax fwd", lambda: kernels.log_softmax(x), 2),
+        for name, fn, tensors, direction in (
+            ("softmax fwd", lambda: kernels.softmax(x), 2, "forward"),               # read x, write y
+            ("softmax bwd", lambda: kernels.softmax_backward(y, dy), 3, "backward"),  # read y, dy, write dx
+            ("log_softmax fwd", lambda: kernels.log_softmax(x), 2, "forward"),
         ):
             gbs = tensors * x.nbytes / time_ms(cp, fn) / 1e6
             rows.append(dict(section="softmax", case=f"{shape[0]} x {cols}", kernel=name,
-                             gbs=gbs, vs_copy=gbs / copy_gbs))
+                             layout=kernels.softmax_launch(direction, *shape)[0], gbs=gbs, vs_copy=gbs / copy_gbs))
     return rows
 
 

@@ -20,8 +20,19 @@
 //   batch            number of products; blockIdx.z walks them (grid-stride, so a
 //                    batch larger than the 65535 limit of gridDim.z still works)
 //
+// gridDim.y counts tiles of rows and is limited to 65535 too: the Python wrapper
+// launches taller matrices in slices of rows.  It also cuts K into slices for products
+// too small to fill the GPU (split-K), passing them as a batch.
+//
 // The file compiles both with nvcc (the tests run `nvcc --cubin`) and with NVRTC
 // (cupy.RawModule at run time), so it includes no headers.
+
+// A student copy (`minitl exercises export`) replaces an exercise's code by this line.  On a
+// GPU the kernel stops (the Python loader names the exercise before compiling); the CPU
+// emulation, kernels/emulation/cuda_emu.h, defines its own that raises NotImplementedError.
+#ifndef MINITL_EXERCISE_STUB
+#define MINITL_EXERCISE_STUB(message) __trap()
+#endif
 
 #define SGEMM_PARAMS                                                          \
     const float* __restrict__ A, const float* __restrict__ B,                 \
@@ -66,13 +77,31 @@ extern "C" __global__ void sgemm_naive(SGEMM_PARAMS)
 // of C.  It walks K in steps of 32: each thread copies one element of op(A) and one
 // of op(B) into shared memory, then every thread reads 32 of each from there.  Each
 // value fetched from global memory is now used 32 times instead of once.
-//
-// Tiles are read along the *stored* rows, so a warp's loads stay coalesced when an
-// operand is transposed too; the transposed ones are written across the shared tile,
-// and the +1 padding keeps those column writes on 32 different banks.
 // Launch: block (32, 32), grid (ceil(N/32), ceil(M/32), batch).
 // ---------------------------------------------------------------------------------
 #define TILE 32
+
+// Copies the tiles at k0 into shared memory, each thread one element of each:
+// As[i][k] = op(A)[row0 + i][k0 + k] and Bs[k][j] = op(B)[k0 + k][col0 + j], with 0 for
+// elements outside the matrices, so the product loop needs no guards.  Tiles are read
+// along the *stored* rows, so a warp's loads stay coalesced when an operand is
+// transposed too; the transposed ones are written across the shared tile, and the +1
+// padding keeps those column writes on 32 different banks.
+__device__ __forceinline__ void load_tiles(float (&As)[TILE][TILE + 1], float (&Bs)[TILE][TILE + 1],
+                                           const float* Ab, const float* Bb, int lda, int ldb,
+                                           int trans_a, int trans_b, int M, int N, int K,
+                                           int row0, int col0, int k0)
+{
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    if (!trans_a)  // A stored M x K: a warp reads 32 consecutive k of one row
+        As[ty][tx] = (row0 + ty < M && k0 + tx < K) ? Ab[(long long)(row0 + ty) * lda + k0 + tx] : 0.0f;
+    else           // A stored K x M: a warp reads 32 consecutive m of one k
+        As[tx][ty] = (row0 + tx < M && k0 + ty < K) ? Ab[(long long)(k0 + ty) * lda + row0 + tx] : 0.0f;
+    if (!trans_b)  // B stored K x N
+        Bs[ty][tx] = (k0 + ty < K && col0 + tx < N) ? Bb[(long long)(k0 + ty) * ldb + col0 + tx] : 0.0f;
+    else           // B stored N x K
+        Bs[tx][ty] = (k0 + tx < K && col0 + ty < N) ? Bb[(long long)(col0 + ty) * ldb + k0 + tx] : 0.0f;
+}
 
 extern "C" __global__ void __launch_bounds__(TILE * TILE) sgemm_tiled(SGEMM_PARAMS)
 {
@@ -84,27 +113,18 @@ extern "C" __global__ void __launch_bounds__(TILE * TILE) sgemm_tiled(SGEMM_PARA
     for (int b = blockIdx.z; b < batch; b += gridDim.z) {
         const float* Ab = A + b * stride_a;
         const float* Bb = B + b * stride_b;
-        float acc = 0.0f;
+        float acc = 0.0f;  // C[row0 + ty][col0 + tx]
+        // BEGIN EXERCISE gpu.sgemm_tiled
+        // hint: for k0 = 0, TILE, ... < K: load_tiles(As, Bs, ..., k0); __syncthreads(); acc += As[ty][k] * Bs[k][tx] for k < TILE; __syncthreads() again before the next load
         for (int k0 = 0; k0 < K; k0 += TILE) {
-            // Out-of-range elements are stored as 0, so the inner loop needs no guards.
-            if (!trans_a)  // A stored M x K: a warp reads 32 consecutive k of one row
-                As[ty][tx] = (row0 + ty < M && k0 + tx < K)
-                    ? Ab[(long long)(row0 + ty) * lda + k0 + tx] : 0.0f;
-            else           // A stored K x M: a warp reads 32 consecutive m of one k
-                As[tx][ty] = (row0 + tx < M && k0 + ty < K)
-                    ? Ab[(long long)(k0 + ty) * lda + row0 + tx] : 0.0f;
-            if (!trans_b)  // B stored K x N
-                Bs[ty][tx] = (k0 + ty < K && col0 + tx < N)
-                    ? Bb[(long long)(k0 + ty) * ldb + col0 + tx] : 0.0f;
-            else           // B stored N x K
-                Bs[tx][ty] = (k0 + tx < K && col0 + ty < N)
-                    ? Bb[(long long)(col0 + ty) * ldb + k0 + tx] : 0.0f;
+            load_tiles(As, Bs, Ab, Bb, lda, ldb, trans_a, trans_b, M, N, K, row0, col0, k0);
             __syncthreads();  // the tiles are complete before anyone reads them
             #pragma unroll
             for (int k = 0; k < TILE; ++k)
                 acc += As[ty][k] * Bs[k][tx];
             __syncthreads();  // everyone is done reading before the next tiles overwrite them
         }
+        // END EXERCISE
         if (row0 + ty < M && col0 + tx < N)
             C[b * stride_c + (long long)(row0 + ty) * ldc + col0 + tx] = acc;
     }

@@ -11,22 +11,38 @@
 //
 // Each row is `cols` contiguous floats; rows follow each other (pitch = cols).  The
 // work is memory-bound: a few FLOPs per 8 bytes moved, so the goal is to read x once
-// and write y once, at the speed of a plain copy.  Two layouts of the work:
+// and write y once, at the speed of a plain copy.  That takes two things: every value
+// read once from DRAM (the row stays in registers between the max, the sum and the
+// output), and enough loads in flight (each thread issues all its loads before it uses
+// any).  Three layouts of the work, by row length:
 //
-//   *_warp   one warp per row, rows of at most 1024 values.  The row is held in
-//            registers (32 per lane), so the max, the sum and the output all come from
-//            one read of global memory.  Launch: block 128 (4 rows), grid ceil(rows/4).
-//   *_block  one block per row, for longer rows.  Each thread streams its share of the
-//            row once, keeping a running max and a running sum rescaled whenever the
-//            max grows ("online softmax"); the partial (max, sum) pairs are merged
-//            across the block, then a second sweep writes the output (that re-read of
-//            the row mostly hits L2).  Launch: block 256, grid rows.
+//   *_warp<V>   rows of up to 1024: a group of `lanes` lanes per row, V values per lane
+//               (V = 4, 8, 16 or 32, the name's suffix; plain _warp is V = 32).  Rows of
+//               128 or fewer share a warp: 4 values per lane and as few lanes as hold the
+//               row, so a 32-value row takes 8 lanes and a warp does 4 rows at once.
+//               Launch: block 128, grid ceil(rows / (128 / lanes)).
+//   *_block<P>  rows longer than 1024, up to blockDim * P (P = 8, 16, 32 values per
+//               thread): one block per row, held in registers across the block.
+//               Launch: block ceil(cols / P) rounded up to whole warps, grid rows.
+//   *_block     rows longer still: one block per row, streaming.  Each thread sweeps its
+//               share once, keeping a running max and a running sum rescaled whenever the
+//               max grows ("online softmax"); the partial (max, sum) pairs are merged
+//               across the block, then a second sweep writes the output: the one layout
+//               that reads the row twice.  Launch: block 1024, grid rows.
 //
-// Like matmul.cu the file includes no headers, so nvcc and NVRTC both compile it.
+// kernels/__init__.py picks the kernel and the launch for each row length.  Like
+// matmul.cu the file includes no headers, so nvcc and NVRTC both compile it.
 
 #define WARP 32
-#define MAX_PER_LANE 32          // 32 lanes x 32 values = rows of up to 1024
+#define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
+
+// A student copy (`minitl exercises export`) replaces an exercise's code by this line.  On a
+// GPU the kernel stops (the Python loader names the exercise before compiling); the CPU
+// emulation, kernels/emulation/cuda_emu.h, defines its own that raises NotImplementedError.
+#ifndef MINITL_EXERCISE_STUB
+#define MINITL_EXERCISE_STUB(message) __trap()
+#endif
 
 // exp(x - m) with exp(-inf - anything) = 0.  Masked attention scores are -inf, and a
 // row (or a thread's share of one) may be all -inf, where plain expf(-inf - -inf)
@@ -45,45 +61,86 @@ __device__ __forceinline__ void merge_max_sum(float& m, float& s, float m2, floa
     m = m_new;
 }
 
-// Butterfly reductions: after log2(32) = 5 exchanges every lane holds the result.
-__device__ __forceinline__ float warp_max(float v)
+// The lanes of the calling thread's group: `lanes` consecutive lanes (a power of 2 up to
+// 32) starting at a multiple of `lanes`.  A group's shuffles name only its own lanes, so
+// a group whose row lies past the end can leave without stalling the others.
+__device__ __forceinline__ unsigned group_mask(int lanes)
 {
-    #pragma unroll
-    for (int o = WARP / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int first = (threadIdx.x % WARP) & ~(lanes - 1);
+    return lanes == WARP ? FULL_MASK : ((1u << lanes) - 1) << first;
+}
+
+// Butterfly reductions over a group: after log2(lanes) exchanges, in which each lane
+// swaps values with the lane whose index differs in one bit, every lane holds the result.
+__device__ __forceinline__ float group_max(float v, unsigned mask, int lanes)
+{
+    for (int o = lanes / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(mask, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_sum(float v)
+__device__ __forceinline__ float group_sum(float v, unsigned mask, int lanes)
 {
-    #pragma unroll
-    for (int o = WARP / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    // BEGIN EXERCISE gpu.softmax_warp_sum
+    // hint: group_max with + for fmaxf: for o = lanes/2, ..., 2, 1: v += __shfl_xor_sync(mask, v, o); after log2(lanes) steps every lane holds the group's sum
+    for (int o = lanes / 2; o > 0; o /= 2) v += __shfl_xor_sync(mask, v, o);
     return v;
+    // END EXERCISE
 }
 
 __device__ __forceinline__ void warp_merge_max_sum(float& m, float& s)
 {
     #pragma unroll
     for (int o = WARP / 2; o > 0; o /= 2) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-        const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        const float m2 = __shfl_xor_sync(FULL_MASK, m, o);
+        const float s2 = __shfl_xor_sync(FULL_MASK, s, o);
         merge_max_sum(m, s, m2, s2);
     }
 }
 
-// Block-wide merge of (m, s): warps merge, lane 0 of each posts to shared memory, warp
-// 0 merges those, and everyone reads the answer.  Call at most once per kernel (the
-// shared slots are not guarded against a second use).  blockDim.x: multiple of 32.
+// Block-wide reductions: each warp reduces, lane 0 of each posts to shared memory, warp 0
+// reduces those, and everyone reads the answer.  Each function has its own shared slots
+// and is called at most once per kernel (the slots are not guarded against a second
+// use).  blockDim.x: a multiple of 32.
+__device__ __forceinline__ float block_max(float v)
+{
+    __shared__ float shared_v[WARP];
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
+    v = group_max(v, FULL_MASK, WARP);
+    if (lane == 0) shared_v[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = group_max(lane < blockDim.x / WARP ? shared_v[lane] : NEG_INF, FULL_MASK, WARP);
+        if (lane == 0) shared_v[0] = v;
+    }
+    __syncthreads();
+    return shared_v[0];
+}
+
+__device__ __forceinline__ float block_sum(float v)
+{
+    __shared__ float shared_v[WARP];
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
+    v = group_sum(v, FULL_MASK, WARP);
+    if (lane == 0) shared_v[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = group_sum(lane < blockDim.x / WARP ? shared_v[lane] : 0.0f, FULL_MASK, WARP);
+        if (lane == 0) shared_v[0] = v;
+    }
+    __syncthreads();
+    return shared_v[0];
+}
+
 __device__ __forceinline__ void block_merge_max_sum(float& m, float& s)
 {
-    __shared__ float shared_m[32], shared_s[32];
+    __shared__ float shared_m[WARP], shared_s[WARP];
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    const int warps = blockDim.x / WARP;
     warp_merge_max_sum(m, s);
     if (lane == 0) { shared_m[warp] = m; shared_s[warp] = s; }
     __syncthreads();
     if (warp == 0) {
-        m = lane < warps ? shared_m[lane] : NEG_INF;
-        s = lane < warps ? shared_s[lane] : 0.0f;
+        m = lane < blockDim.x / WARP ? shared_m[lane] : NEG_INF;
+        s = lane < blockDim.x / WARP ? shared_s[lane] : 0.0f;
         warp_merge_max_sum(m, s);
         if (lane == 0) { shared_m[0] = m; shared_s[0] = s; }
     }
@@ -92,100 +149,300 @@ __device__ __forceinline__ void block_merge_max_sum(float& m, float& s)
     s = shared_s[0];
 }
 
-// Block-wide sum, same pattern and the same once-per-kernel rule.
-__device__ __forceinline__ float block_sum(float v)
-{
-    __shared__ float shared_v[32];
-    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    const int warps = blockDim.x / WARP;
-    v = warp_sum(v);
-    if (lane == 0) shared_v[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = warp_sum(lane < warps ? shared_v[lane] : 0.0f);
-        if (lane == 0) shared_v[0] = v;
-    }
-    __syncthreads();
-    return shared_v[0];
-}
-
 __device__ __forceinline__ bool aligned16(const void* p)
 {
     return (reinterpret_cast<unsigned long long>(p) & 15) == 0;
 }
 
+// The output of one value: softmax or log-softmax of v, given the row's m, 1/s, log(s).
+__device__ __forceinline__ float softmax_value(float v, float m, float inv_s, float log_s, int log_softmax)
+{
+    return log_softmax ? v - m - log_s : exp_shifted(v, m) * inv_s;
+}
+
+// The softmax-backward value of one element, given the row's sum (see the top).
+__device__ __forceinline__ float backward_value(float y, float g, float sum, int log_softmax)
+{
+    return log_softmax ? g - expf(y) * sum : y * (g - sum);
+}
+
 
 // ---------------------------------------------------------------------------------
-// Forward, one warp per row (cols <= 1024).  log_softmax = 0: softmax, 1: log-softmax.
-// Lane l holds x[l], x[l + 32], ...: each load instruction of the warp reads 128
-// consecutive bytes.  The loads of all 32 slots are independent, so they are all in
-// flight at once; slots past the end of the row are predicated off.
+// Rows of up to 1024, a group of `lanes` lanes each.  Lane l of a group holds x[l],
+// x[l + lanes], ...: for each slot the group reads `lanes` consecutive floats, and the
+// V loads of a lane are independent, so they are all in flight at once.  Slots past the
+// end of the row are predicated off.  Requires cols <= V * lanes.
 // ---------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(128)
-softmax_forward_warp(const float* __restrict__ x, float* __restrict__ y,
-                     int rows, int cols, int log_softmax)
+template <int V>
+__device__ __forceinline__ void softmax_forward_rows(const float* __restrict__ x, float* __restrict__ y,
+                                                     int rows, int cols, int log_softmax, int lanes)
 {
-    const int lane = threadIdx.x % WARP;
-    const long long row = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    if (row >= rows) return;  // a whole warp leaves; no block-level barrier follows
+    const int lane = threadIdx.x % lanes;
+    const long long row = (long long)blockIdx.x * (blockDim.x / lanes) + threadIdx.x / lanes;
+    if (row >= rows) return;  // the whole group leaves; no block-level barrier follows
+    const unsigned mask = group_mask(lanes);
     const float* xr = x + row * cols;
     float* yr = y + row * cols;
 
-    float v[MAX_PER_LANE];
+    float v[V];
     #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) {
-        const int c = lane + i * WARP;
+    for (int i = 0; i < V; ++i) {
+        const int c = lane + i * lanes;
         v[i] = c < cols ? xr[c] : NEG_INF;
     }
     // The row is in registers, so the exact max first and then the sum costs no extra
     // memory traffic (the online form is for when the row streams past, see below).
     float m = NEG_INF;
     #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) m = fmaxf(m, v[i]);
-    m = warp_max(m);
+    for (int i = 0; i < V; ++i) m = fmaxf(m, v[i]);
+    m = group_max(m, mask, lanes);
     float s = 0.0f;
     #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) s += exp_shifted(v[i], m);
-    s = warp_sum(s);
+    for (int i = 0; i < V; ++i) s += exp_shifted(v[i], m);
+    s = group_sum(s, mask, lanes);
 
     const float inv_s = 1.0f / s, log_s = logf(s);
     #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) {
-        const int c = lane + i * WARP;
-        if (c < cols) yr[c] = log_softmax ? v[i] - m - log_s : exp_shifted(v[i], m) * inv_s;
+    for (int i = 0; i < V; ++i) {
+        const int c = lane + i * lanes;
+        if (c < cols) yr[c] = softmax_value(v[i], m, inv_s, log_s, log_softmax);
     }
 }
 
+// Backward, same layout.  y is the forward output (softmax or log-softmax), dy the
+// gradient arriving at y; writes dx.  Both need one row sum:
+//   softmax:      dot = sum(dy * y),  dx = y * (dy - dot)
+//   log-softmax:  tot = sum(dy),      dx = dy - exp(y) * tot
+template <int V>
+__device__ __forceinline__ void softmax_backward_rows(const float* __restrict__ y, const float* __restrict__ dy,
+                                                      float* __restrict__ dx, int rows, int cols,
+                                                      int log_softmax, int lanes)
+{
+    const int lane = threadIdx.x % lanes;
+    const long long row = (long long)blockIdx.x * (blockDim.x / lanes) + threadIdx.x / lanes;
+    if (row >= rows) return;
+    const unsigned mask = group_mask(lanes);
+    const float* yr = y + row * cols;
+    const float* gr = dy + row * cols;
+    float* dxr = dx + row * cols;
+
+    float yv[V], gv[V];
+    #pragma unroll
+    for (int i = 0; i < V; ++i) {
+        const int c = lane + i * lanes;
+        yv[i] = c < cols ? yr[c] : 0.0f;
+        gv[i] = c < cols ? gr[c] : 0.0f;
+    }
+    float acc = 0.0f;
+    #pragma unroll
+    for (int i = 0; i < V; ++i) acc += log_softmax ? gv[i] : gv[i] * yv[i];
+    acc = group_sum(acc, mask, lanes);
+    #pragma unroll
+    for (int i = 0; i < V; ++i) {
+        const int c = lane + i * lanes;
+        if (c < cols) dxr[c] = backward_value(yv[i], gv[i], acc, log_softmax);
+    }
+}
+
+// The entry points, one per V.  Only the 4-value kernels read `lanes`, for rows of up to
+// 128; the others take a whole warp per row, and a group size known to the compiler
+// turns every slot's address into a constant offset instead of a register.
+#define SOFTMAX_WARP_KERNELS(FORWARD, BACKWARD, V, LANES)                                            \
+    extern "C" __global__ void __launch_bounds__(128)                                                \
+    FORWARD(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax, \
+            int lanes)                                                                               \
+    {                                                                                                \
+        softmax_forward_rows<V>(x, y, rows, cols, log_softmax, LANES);                               \
+    }                                                                                                \
+    extern "C" __global__ void __launch_bounds__(128)                                                \
+    BACKWARD(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx,      \
+             int rows, int cols, int log_softmax, int lanes)                                         \
+    {                                                                                                \
+        softmax_backward_rows<V>(y, dy, dx, rows, cols, log_softmax, LANES);                         \
+    }
+
+SOFTMAX_WARP_KERNELS(softmax_forward_warp4, softmax_backward_warp4, 4, lanes)
+SOFTMAX_WARP_KERNELS(softmax_forward_warp8, softmax_backward_warp8, 8, WARP)
+SOFTMAX_WARP_KERNELS(softmax_forward_warp16, softmax_backward_warp16, 16, WARP)
+SOFTMAX_WARP_KERNELS(softmax_forward_warp, softmax_backward_warp, 32, WARP)
+
 
 // ---------------------------------------------------------------------------------
-// Forward, one block per row (any cols; used above 1024).  Reads float4 when the row
-// allows it: 16 bytes per load keeps enough bytes in flight per SM to approach DRAM
-// bandwidth with few instructions.
+// Rows of up to blockDim.x * P, one block each, held in registers: P values per thread.
+// With float4 loads when the row allows (cols % 4 == 0, 16-byte aligned rows), thread t
+// holds the float4s t, t + blockDim.x, ...; otherwise the floats t, t + blockDim.x, ....
+// Either way a warp's load reads consecutive memory, and all P/4 (or P) loads of a
+// thread are issued before the first is used.
 // ---------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(1024)
-softmax_forward_block(const float* __restrict__ x, float* __restrict__ y,
-                      int rows, int cols, int log_softmax)
+template <int P>
+__device__ __forceinline__ void load_row(float (&v)[P], const float* row, int cols, bool vec, float fill)
+{
+    if (vec) {
+        const float4* row4 = reinterpret_cast<const float4*>(row);
+        #pragma unroll
+        for (int j = 0; j < P / 4; ++j) {
+            const int f = threadIdx.x + j * blockDim.x;
+            const float4 q = f < cols / 4 ? row4[f] : make_float4(fill, fill, fill, fill);
+            v[4 * j] = q.x; v[4 * j + 1] = q.y; v[4 * j + 2] = q.z; v[4 * j + 3] = q.w;
+        }
+    } else {
+        #pragma unroll
+        for (int k = 0; k < P; ++k) {
+            const int c = threadIdx.x + k * blockDim.x;
+            v[k] = c < cols ? row[c] : fill;
+        }
+    }
+}
+
+template <int P>
+__device__ __forceinline__ void store_row(float* row, const float (&v)[P], int cols, bool vec)
+{
+    if (vec) {
+        float4* row4 = reinterpret_cast<float4*>(row);
+        #pragma unroll
+        for (int j = 0; j < P / 4; ++j) {
+            const int f = threadIdx.x + j * blockDim.x;
+            if (f < cols / 4) row4[f] = make_float4(v[4 * j], v[4 * j + 1], v[4 * j + 2], v[4 * j + 3]);
+        }
+    } else {
+        #pragma unroll
+        for (int k = 0; k < P; ++k) {
+            const int c = threadIdx.x + k * blockDim.x;
+            if (c < cols) row[c] = v[k];
+        }
+    }
+}
+
+template <int P>
+__device__ __forceinline__ void softmax_forward_row_in_registers(const float* __restrict__ x, float* __restrict__ y,
+                                                                 int cols, int log_softmax)
 {
     const long long row = blockIdx.x;
     const float* xr = x + row * cols;
     float* yr = y + row * cols;
     const bool vec = (cols % 4 == 0) && aligned16(xr) && aligned16(yr);
 
+    float v[P];
+    load_row<P>(v, xr, cols, vec, NEG_INF);
+    float m = NEG_INF;
+    #pragma unroll
+    for (int k = 0; k < P; ++k) m = fmaxf(m, v[k]);
+    m = block_max(m);
+    float s = 0.0f;
+    #pragma unroll
+    for (int k = 0; k < P; ++k) s += exp_shifted(v[k], m);
+    s = block_sum(s);
+    const float inv_s = 1.0f / s, log_s = logf(s);
+    #pragma unroll
+    for (int k = 0; k < P; ++k) v[k] = softmax_value(v[k], m, inv_s, log_s, log_softmax);
+    store_row<P>(yr, v, cols, vec);
+}
+
+template <int P>
+__device__ __forceinline__ void softmax_backward_row_in_registers(const float* __restrict__ y,
+                                                                  const float* __restrict__ dy,
+                                                                  float* __restrict__ dx, int cols,
+                                                                  int log_softmax)
+{
+    const long long row = blockIdx.x;
+    const float* yr = y + row * cols;
+    const float* gr = dy + row * cols;
+    float* dxr = dx + row * cols;
+    const bool vec = (cols % 4 == 0) && aligned16(yr) && aligned16(gr) && aligned16(dxr);
+
+    float yv[P], gv[P];
+    load_row<P>(yv, yr, cols, vec, 0.0f);
+    load_row<P>(gv, gr, cols, vec, 0.0f);
+    float acc = 0.0f;
+    #pragma unroll
+    for (int k = 0; k < P; ++k) acc += log_softmax ? gv[k] : gv[k] * yv[k];
+    acc = block_sum(acc);
+    #pragma unroll
+    for (int k = 0; k < P; ++k) gv[k] = backward_value(yv[k], gv[k], acc, log_softmax);
+    store_row<P>(dxr, gv, cols, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+softmax_forward_block8(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax)
+{
+    softmax_forward_row_in_registers<8>(x, y, cols, log_softmax);
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+softmax_forward_block16(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax)
+{
+    softmax_forward_row_in_registers<16>(x, y, cols, log_softmax);
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+softmax_forward_block32(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax)
+{
+    softmax_forward_row_in_registers<32>(x, y, cols, log_softmax);
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+softmax_backward_block8(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx,
+                        int rows, int cols, int log_softmax)
+{
+    softmax_backward_row_in_registers<8>(y, dy, dx, cols, log_softmax);
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+softmax_backward_block16(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx,
+                         int rows, int cols, int log_softmax)
+{
+    softmax_backward_row_in_registers<16>(y, dy, dx, cols, log_softmax);
+}
+
+
+// ---------------------------------------------------------------------------------
+// Rows too long for registers (forward past 32768, backward past 16384), one block per
+// row, streaming.  Each iteration of a sweep issues STREAM_BATCH float4 loads (or
+// floats, when the row does not allow float4) before it uses any of them.
+// ---------------------------------------------------------------------------------
+#define STREAM_BATCH 4
+
+// Reads up to STREAM_BATCH elements i, i + stride, ... of a row of n elements (float4 or
+// float, as T), `fill` past the end.
+template <class T>
+__device__ __forceinline__ void load_batch(T (&q)[STREAM_BATCH], const T* row, int i, int stride, int n, T fill)
+{
+    #pragma unroll
+    for (int u = 0; u < STREAM_BATCH; ++u) q[u] = i + u * stride < n ? row[i + u * stride] : fill;
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+softmax_forward_block(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax)
+{
+    const long long row = blockIdx.x;
+    const float* xr = x + row * cols;
+    float* yr = y + row * cols;
+    const bool vec = (cols % 4 == 0) && aligned16(xr) && aligned16(yr);
+    const int step = STREAM_BATCH * blockDim.x;
+
     // Pass 1, online: one sweep gives this thread's max m and sum s of exp(x - m).
     float m = NEG_INF, s = 0.0f;
     if (vec) {
         const float4* x4 = reinterpret_cast<const float4*>(xr);
-        #pragma unroll 4
-        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-            const float4 q = x4[i];
-            const float m_new = fmaxf(fmaxf(m, fmaxf(q.x, q.y)), fmaxf(q.z, q.w));
-            s = s * exp_shifted(m, m_new) + exp_shifted(q.x, m_new) + exp_shifted(q.y, m_new)
-                + exp_shifted(q.z, m_new) + exp_shifted(q.w, m_new);
-            m = m_new;
+        const float4 none = make_float4(NEG_INF, NEG_INF, NEG_INF, NEG_INF);
+        for (int i = threadIdx.x; i < cols / 4; i += step) {
+            float4 q[STREAM_BATCH];
+            load_batch(q, x4, i, blockDim.x, cols / 4, none);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u) {
+                const float m_new = fmaxf(fmaxf(m, fmaxf(q[u].x, q[u].y)), fmaxf(q[u].z, q[u].w));
+                s = s * exp_shifted(m, m_new) + exp_shifted(q[u].x, m_new) + exp_shifted(q[u].y, m_new)
+                    + exp_shifted(q[u].z, m_new) + exp_shifted(q[u].w, m_new);
+                m = m_new;
+            }
         }
     } else {
-        #pragma unroll 4
-        for (int c = threadIdx.x; c < cols; c += blockDim.x) merge_max_sum(m, s, xr[c], 1.0f);
+        for (int i = threadIdx.x; i < cols; i += step) {
+            float q[STREAM_BATCH];
+            load_batch(q, xr, i, blockDim.x, cols, NEG_INF);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u) merge_max_sum(m, s, q[u], 1.0f);
+        }
     }
     block_merge_max_sum(m, s);
 
@@ -194,59 +451,30 @@ softmax_forward_block(const float* __restrict__ x, float* __restrict__ y,
     if (vec) {
         const float4* x4 = reinterpret_cast<const float4*>(xr);
         float4* y4 = reinterpret_cast<float4*>(yr);
-        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-            const float4 q = x4[i];
-            y4[i] = log_softmax
-                ? make_float4(q.x - m - log_s, q.y - m - log_s, q.z - m - log_s, q.w - m - log_s)
-                : make_float4(exp_shifted(q.x, m) * inv_s, exp_shifted(q.y, m) * inv_s,
-                              exp_shifted(q.z, m) * inv_s, exp_shifted(q.w, m) * inv_s);
+        const float4 none = make_float4(NEG_INF, NEG_INF, NEG_INF, NEG_INF);
+        for (int i = threadIdx.x; i < cols / 4; i += step) {
+            float4 q[STREAM_BATCH];
+            load_batch(q, x4, i, blockDim.x, cols / 4, none);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u)
+                if (i + u * blockDim.x < cols / 4)
+                    y4[i + u * blockDim.x] = make_float4(softmax_value(q[u].x, m, inv_s, log_s, log_softmax),
+                                                         softmax_value(q[u].y, m, inv_s, log_s, log_softmax),
+                                                         softmax_value(q[u].z, m, inv_s, log_s, log_softmax),
+                                                         softmax_value(q[u].w, m, inv_s, log_s, log_softmax));
         }
     } else {
-        for (int c = threadIdx.x; c < cols; c += blockDim.x)
-            yr[c] = log_softmax ? xr[c] - m - log_s : exp_shifted(xr[c], m) * inv_s;
+        for (int i = threadIdx.x; i < cols; i += step) {
+            float q[STREAM_BATCH];
+            load_batch(q, xr, i, blockDim.x, cols, NEG_INF);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u)
+                if (i + u * blockDim.x < cols)
+                    yr[i + u * blockDim.x] = softmax_value(q[u], m, inv_s, log_s, log_softmax);
+        }
     }
 }
 
-
-// ---------------------------------------------------------------------------------
-// Backward, one warp per row.  y is the forward output (softmax or log-softmax), dy
-// the gradient arriving at y; writes dx.  Both need one row sum:
-//   softmax:      dot = sum(dy * y),  dx = y * (dy - dot)
-//   log-softmax:  tot = sum(dy),      dx = dy - exp(y) * tot
-// ---------------------------------------------------------------------------------
-extern "C" __global__ void __launch_bounds__(128)
-softmax_backward_warp(const float* __restrict__ y, const float* __restrict__ dy,
-                      float* __restrict__ dx, int rows, int cols, int log_softmax)
-{
-    const int lane = threadIdx.x % WARP;
-    const long long row = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    if (row >= rows) return;
-    const float* yr = y + row * cols;
-    const float* gr = dy + row * cols;
-    float* dxr = dx + row * cols;
-
-    float yv[MAX_PER_LANE], gv[MAX_PER_LANE];
-    #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) {
-        const int c = lane + i * WARP;
-        yv[i] = c < cols ? yr[c] : 0.0f;
-        gv[i] = c < cols ? gr[c] : 0.0f;
-    }
-    float acc = 0.0f;
-    #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) acc += log_softmax ? gv[i] : gv[i] * yv[i];
-    acc = warp_sum(acc);
-    #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; ++i) {
-        const int c = lane + i * WARP;
-        if (c < cols) dxr[c] = log_softmax ? gv[i] - expf(yv[i]) * acc : yv[i] * (gv[i] - acc);
-    }
-}
-
-
-// ---------------------------------------------------------------------------------
-// Backward, one block per row: a streaming sweep for the sum, a second for dx.
-// ---------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(1024)
 softmax_backward_block(const float* __restrict__ y, const float* __restrict__ dy,
                        float* __restrict__ dx, int rows, int cols, int log_softmax)
@@ -256,25 +484,30 @@ softmax_backward_block(const float* __restrict__ y, const float* __restrict__ dy
     const float* gr = dy + row * cols;
     float* dxr = dx + row * cols;
     const bool vec = (cols % 4 == 0) && aligned16(yr) && aligned16(gr) && aligned16(dxr);
+    const int step = STREAM_BATCH * blockDim.x;
 
     float acc = 0.0f;
     if (vec) {
         const float4* y4 = reinterpret_cast<const float4*>(yr);
         const float4* g4 = reinterpret_cast<const float4*>(gr);
-        #pragma unroll 4
-        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-            const float4 g = g4[i];
-            if (log_softmax) {
-                acc += (g.x + g.y) + (g.z + g.w);
-            } else {
-                const float4 q = y4[i];
-                acc += (g.x * q.x + g.y * q.y) + (g.z * q.z + g.w * q.w);
-            }
+        const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int i = threadIdx.x; i < cols / 4; i += step) {
+            float4 g[STREAM_BATCH], q[STREAM_BATCH];
+            load_batch(g, g4, i, blockDim.x, cols / 4, zero);
+            if (!log_softmax) load_batch(q, y4, i, blockDim.x, cols / 4, zero);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u)
+                acc += log_softmax ? (g[u].x + g[u].y) + (g[u].z + g[u].w)
+                                   : (g[u].x * q[u].x + g[u].y * q[u].y) + (g[u].z * q[u].z + g[u].w * q[u].w);
         }
     } else {
-        #pragma unroll 4
-        for (int c = threadIdx.x; c < cols; c += blockDim.x)
-            acc += log_softmax ? gr[c] : gr[c] * yr[c];
+        for (int i = threadIdx.x; i < cols; i += step) {
+            float g[STREAM_BATCH], q[STREAM_BATCH];
+            load_batch(g, gr, i, blockDim.x, cols, 0.0f);
+            if (!log_softmax) load_batch(q, yr, i, blockDim.x, cols, 0.0f);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u) acc += log_softmax ? g[u] : g[u] * q[u];
+        }
     }
     acc = block_sum(acc);
 
@@ -282,16 +515,28 @@ softmax_backward_block(const float* __restrict__ y, const float* __restrict__ dy
         const float4* y4 = reinterpret_cast<const float4*>(yr);
         const float4* g4 = reinterpret_cast<const float4*>(gr);
         float4* d4 = reinterpret_cast<float4*>(dxr);
-        for (int i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-            const float4 q = y4[i], g = g4[i];
-            d4[i] = log_softmax
-                ? make_float4(g.x - expf(q.x) * acc, g.y - expf(q.y) * acc,
-                              g.z - expf(q.z) * acc, g.w - expf(q.w) * acc)
-                : make_float4(q.x * (g.x - acc), q.y * (g.y - acc),
-                              q.z * (g.z - acc), q.w * (g.w - acc));
+        const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int i = threadIdx.x; i < cols / 4; i += step) {
+            float4 g[STREAM_BATCH], q[STREAM_BATCH];
+            load_batch(g, g4, i, blockDim.x, cols / 4, zero);
+            load_batch(q, y4, i, blockDim.x, cols / 4, zero);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u)
+                if (i + u * blockDim.x < cols / 4)
+                    d4[i + u * blockDim.x] = make_float4(backward_value(q[u].x, g[u].x, acc, log_softmax),
+                                                         backward_value(q[u].y, g[u].y, acc, log_softmax),
+                                                         backward_value(q[u].z, g[u].z, acc, log_softmax),
+                                                         backward_value(q[u].w, g[u].w, acc, log_softmax));
         }
     } else {
-        for (int c = threadIdx.x; c < cols; c += blockDim.x)
-            dxr[c] = log_softmax ? gr[c] - expf(yr[c]) * acc : yr[c] * (gr[c] - acc);
+        for (int i = threadIdx.x; i < cols; i += step) {
+            float g[STREAM_BATCH], q[STREAM_BATCH];
+            load_batch(g, gr, i, blockDim.x, cols, 0.0f);
+            load_batch(q, yr, i, blockDim.x, cols, 0.0f);
+            #pragma unroll
+            for (int u = 0; u < STREAM_BATCH; ++u)
+                if (i + u * blockDim.x < cols)
+                    dxr[i + u * blockDim.x] = backward_value(q[u], g[u], acc, log_softmax);
+        }
     }
 }

@@ -17,16 +17,28 @@
 # fixing what limited the one before, then looks at softmax.
 #
 # The CUDA code is in `kernels/matmul.cu` and `kernels/softmax.cu`; `kernels.matmul()`
-# and `kernels.softmax()` call it on CuPy arrays. Without a GPU this lesson prints the
-# kernels and the arithmetic and skips the timings (it says so where it does).
+# and `kernels.softmax()` call it on CuPy arrays. **No GPU is needed to follow along:**
+# `minitl.kernels.emulation` compiles the same `.cu` files with the C++ compiler of your
+# laptop (g++) and runs every CUDA thread on the CPU, so the kernels below really run and
+# are checked against NumPy. The emulation says nothing about speed; the timing cells
+# need a GPU and say so where they skip.
+#
 # Set `MINITL_FAST=1` for small sizes.
 
 # %%
 import os
 
-from minitl import kernels
+import matplotlib
+import numpy as np
 
-FAST = bool(os.environ.get("MINITL_FAST"))
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from minitl import kernels, report  # noqa: E402
+from minitl.kernels import emulation  # noqa: E402
+
+out = report.output_dir("lesson_12_gpus")
+FAST = report.fast_mode()
 os.environ.setdefault("CUPY_TF32", "0")  # cuBLAS in plain FP32, like our kernels (read when CuPy loads)
 
 
@@ -40,8 +52,11 @@ def gpu_module():
 
 
 cp = gpu_module()
+EMULATE = emulation.available()
 print("GPU found: timings will run." if cp is not None else
-      "No GPU (or no CuPy) here: the lesson shows the kernels and the arithmetic, and skips the timings.")
+      "No GPU (or no CuPy) here: the timing cells skip.")
+print("g++ found: the kernels also run on the CPU, through the emulation." if EMULATE else
+      "No g++ here: install it (apt-get install g++) to run the kernels on the CPU.")
 
 # %% [markdown]
 # ## How much work, how much data
@@ -53,12 +68,12 @@ print("GPU found: timings will run." if cp is not None else
 # machine's own ratio, peak FLOP/s over bandwidth, is its *ridge point*. Below it a
 # kernel waits for memory, above it for arithmetic.
 #
-# The numbers below use the H100 SXM spec sheet (FP32: 67 TFLOP/s, HBM3: 3.35 TB/s);
+# The numbers below use the H200 SXM spec sheet (FP32: 67 TFLOP/s, HBM3e: 4.8 TB/s);
 # they are vendor figures, not measurements.
 
 # %%
-PEAK_FP32 = 67e12     # FLOP/s, H100 SXM spec sheet
-BANDWIDTH = 3.35e12   # bytes/s, H100 SXM spec sheet
+PEAK_FP32 = 67e12     # FLOP/s, H200 SXM spec sheet (the same FP32 units as an H100)
+BANDWIDTH = 4.8e12    # bytes/s, H200 SXM spec sheet
 ridge = PEAK_FP32 / BANDWIDTH
 print(f"ridge point: {ridge:.0f} FLOP per byte")
 
@@ -74,6 +89,48 @@ print(f"  time if compute-bound: {flops / PEAK_FP32 * 1e3:.2f} ms; "
 # Read once, a 4096³ product has plenty of arithmetic per byte (683 FLOP/byte, far
 # past the ridge point): it *could* be compute-bound. Whether it is depends on how
 # often a kernel goes back to memory for the same value.
+#
+# ## The roofline
+#
+# Put both limits in one picture: a kernel of intensity I (FLOP per byte it moves to or
+# from DRAM) can do at most `min(peak, I x bandwidth)` FLOP/s. The slanted roof is memory,
+# the flat one arithmetic. Below are the intensities of this lesson's kernels, each
+# counted from what the kernel loads from global memory per FLOP (worked out in the
+# sections below), and of two whole products read once. They are ceilings worked out on
+# paper, not measurements: where a kernel really lands under its roof takes a GPU
+# (`python -m minitl.kernels.bench`).
+
+# %%
+def product_intensity(m, k, n):
+    """FLOP per byte of C = A @ B when A, B and C each cross DRAM once."""
+    return 2 * m * n * k / (4 * (m * k + k * n + m * n))
+
+
+INTENSITIES = {  # FLOP per byte loaded from global memory
+    "naive (1 FMA per 2 loads)": 2 / 8,
+    "tiled, 32 x 32 tiles": 2 * 32 / 8,
+    "blocktile / warptile, 128 x 128 tiles": 2 * 128 * 128 / (4 * (128 + 128)),
+    "softmax forward (~5 FLOP per 8 bytes)": 5 / 8,
+    "MLP product 128x784 @ 784x512, read once": product_intensity(128, 784, 512),
+    "SGEMM 4096^3, read once": product_intensity(4096, 4096, 4096),
+}
+intensity = np.logspace(-2, 3.2, 200)
+fig, ax = plt.subplots(figsize=(7, 4.2))
+ax.loglog(intensity, np.minimum(PEAK_FP32, intensity * BANDWIDTH) / 1e12, color="black", lw=2)
+ax.axvline(ridge, color="grey", ls=":", lw=1)
+ax.text(ridge * 1.15, 0.1, f"ridge point:\n{ridge:.0f} FLOP/B", color="grey", fontsize=8)
+for (label, value), marker in zip(INTENSITIES.items(), "osD^vP"):
+    ceiling = min(PEAK_FP32, value * BANDWIDTH) / 1e12
+    ax.loglog([value], [ceiling], marker, ms=8, label=f"{label}: {value:.3g} FLOP/B")
+    print(f"{label:45s} {value:8.3g} FLOP/byte -> at most {ceiling:6.2f} TFLOP/s")
+ax.set_xlabel("arithmetic intensity (FLOP per byte of DRAM traffic)")
+ax.set_ylabel("attainable TFLOP/s (FP32)")
+ax.set_title("Roofline of an H200-class GPU (spec-sheet peaks), with this lesson's kernels")
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+ax.grid(True, which="both", alpha=0.3)
+_ = report.figure(fig, "roofline", "roofline of an H200-class GPU from its spec sheet; the points are ceilings, not timings")
+
+# %% [markdown]
 #
 # ## Rung 1: naive
 #
@@ -113,7 +170,15 @@ print(f"  at {BANDWIDTH / 1e12:.2f} TB/s that caps it at "
 # from global memory is used 32 times.
 
 # %%
+print(kernels.source("matmul", "load_tiles"))
 print(kernels.source("matmul", "sgemm_tiled"))
+
+# %% [markdown]
+# The two `__syncthreads()` are the heart of it. The first makes every thread wait until
+# the whole block has written its tiles; without it a fast thread would multiply values
+# nobody has loaded yet. The second keeps a fast thread from loading the *next* tiles
+# over values its neighbours are still reading. The tile loop between the two `EXERCISE`
+# markers is an exercise (`gpu.sgemm_tiled`, see the end of the lesson).
 
 # %%
 TILE = 32
@@ -155,6 +220,56 @@ for tm in (1, 4, 8):
 
 # %%
 print(kernels.source("matmul", "sgemm_warptile_body"))
+
+# %% [markdown]
+# ## Running the kernels without a GPU
+#
+# Inside `emulation.emulate()`, `kernels.matmul` takes NumPy arrays and launches the same
+# kernel with the same grid and block it would hand to the GPU; each CUDA thread is a
+# small coroutine on the CPU, `__syncthreads()` makes it wait for the rest of its block,
+# and a warp shuffle waits for the lanes it names. Every rung should match NumPy to about
+# 1e-7 (float32 rounding); the first call compiles the `.cu` file (a few seconds).
+
+# %%
+if EMULATE:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((100, 70)).astype(np.float32)
+    b = rng.standard_normal((70, 130)).astype(np.float32)
+    reference = a.astype(np.float64) @ b
+    with emulation.emulate():
+        for rung in kernels.MATMUL_KERNELS:
+            try:
+                c = kernels.matmul(a, b, kernel=rung)
+            except NotImplementedError as err:  # a student copy, before the exercise is done
+                print(f"{rung:10s} {err}")
+                continue
+            print(f"{rung:10s} max relative error vs NumPy: {np.abs(c - reference).max() / np.abs(reference).max():.1e}")
+else:
+    print("No g++: skipped (apt-get install g++).")
+
+# %% [markdown]
+# What the emulation is for: catching mistakes. Take the second `__syncthreads()` out of
+# rung 2 and run it again. On a GPU the result would be wrong only sometimes, depending on
+# which warps happen to run first; the emulation runs each thread as far as it can before
+# the next, which turns such a race into a wrong answer every time.
+
+# %%
+if EMULATE:
+    import tempfile
+    from pathlib import Path
+
+    barrier = "            __syncthreads();  // everyone is done reading before the next tiles overwrite them\n"
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("matmul", "softmax"):
+            text = kernels.source(name)
+            Path(folder, f"{name}.cu").write_text(text.replace(barrier, "") if name == "matmul" else text)
+        try:
+            with emulation.emulate(sources=folder):
+                c = kernels.matmul(a, b, kernel="tiled")
+            print(f"tiled without its second barrier: max relative error "
+                  f"{np.abs(c - reference).max() / np.abs(reference).max():.2f}")
+        except NotImplementedError as err:
+            print(err)
 
 # %% [markdown]
 # ## The ladder, measured
@@ -215,19 +330,57 @@ m, s = online_max_sum(row)
 print(f"one sweep: max {m}, sum {s:.6f}; two sweeps: max {max(row)}, "
       f"sum {sum(math.exp(x - max(row)) for x in row):.6f}")
 
+# %% [markdown]
+# Rows of up to 1024 values are held in registers, so the row is read once and the
+# online form is not needed: a group of lanes takes one row, and its lanes combine their
+# partial max and sum with **warp shuffles**, `__shfl_xor_sync(mask, v, o)`, which hands
+# each lane the value of the lane whose index differs from its own in bit `o`. After
+# log2(lanes) such exchanges every lane holds the total: a butterfly.
+
 # %%
-print(kernels.source("softmax", "softmax_forward_block"))
+print(kernels.source("softmax", "group_max"))
+print(kernels.source("softmax", "softmax_forward_rows"))
 
 # %% [markdown]
-# Rows of up to 1024 values get one warp each and sit in registers (32 per lane), so
-# the warp kernel reads the row once and never needs the online form; longer rows get a
-# whole block and stream. `python -m minitl.kernels.bench` compares both with the bandwidth of
-# a plain device-to-device copy.
+# The layout follows the row length: rows of 128 or fewer share a warp (4 values per lane,
+# as few lanes as hold the row), longer rows up to 1024 take a warp with as many values per
+# lane as they need, rows up to 32768 take a block and stay in its registers, and only
+# longer rows stream through twice with the online form. `python -m minitl.kernels.bench`
+# compares each with the bandwidth of a plain device-to-device copy.
+
+# %%
+for cols in (7, 100, 1000, 5000, 50000):
+    name, grid, block, lanes = kernels.softmax_launch("forward", 4096, cols)
+    print(f"rows of {cols:6d}: {name:24s} grid {grid}, block {block}" + (f", {lanes} lanes per row" if lanes else ""))
+if EMULATE:
+    x = np.random.default_rng(1).standard_normal((37, 1000)).astype(np.float32) * 4
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    try:
+        with emulation.emulate():
+            y = kernels.softmax(x)
+        print(f"softmax on the CPU emulation: max error vs NumPy {np.abs(y - z / z.sum(axis=1, keepdims=True)).max():.1e}")
+    except NotImplementedError as err:
+        print(err)
+
+# %% [markdown]
+# ## Your turn: two exercises in CUDA
 #
-# ## What to expect
+# Two regions of the CUDA sources are exercises, between `// BEGIN EXERCISE` and
+# `// END EXERCISE`:
 #
-# On a GPU, each rung should be several times faster than the one before it until the
-# last, which should land within sight of cuBLAS at large sizes (the project's goal is
-# 60% at 4096 on an H100; `kernels/NOTES.md` records what was measured and where).
-# cuBLAS adds what this lesson leaves out: kernels tuned per shape and GPU, and
-# hand-scheduled instructions.
+# * `gpu.sgemm_tiled`: the shared-memory tile loop of rung 2 (load, wait, multiply, wait);
+# * `gpu.softmax_warp_sum`: the butterfly sum of the softmax (`group_sum`), like
+#   `group_max` above with `+` for `fmaxf`.
+#
+# `minitl exercises export ~/my-minitl` writes a copy where they are stubbed; there
+# `minitl exercises check gpu.sgemm_tiled` compiles your CUDA with g++, runs it through
+# the emulation and compares it with NumPy, on a laptop. A missing barrier shows up as a
+# wrong answer, and a barrier some threads never reach as an error naming the waiting
+# threads, where a GPU would simply hang.
+#
+# ## What to expect on a GPU
+#
+# Each rung should be several times faster than the one before it until the last, which
+# should land within sight of cuBLAS at large sizes (the project's goal is 60% at 4096;
+# `kernels/NOTES.md` records what was measured and where). cuBLAS adds what this lesson
+# leaves out: kernels tuned per shape and GPU, and hand-scheduled instructions.

@@ -1,18 +1,21 @@
-"""Tests of the CUDA kernels in kernels/ (issue 5).
+"""Tests of the CUDA kernels in kernels/ (issues 5 and 15).
 
-Three layers, each running wherever it can:
+Four layers, each running wherever it can:
 
 * compile: every .cu file compiles with nvcc for sm_90 (H100) and sm_80 (A100), and
   ptxas reports no register spills.  Runs on any machine with nvcc, GPU or not, so a
   syntax error fails CI.
-* wrapper: the Python wrappers' shape, stride and transpose bookkeeping, checked on the
-  CPU by running them with NumPy in CuPy's place and a NumPy model of each kernel's
-  documented parameter contract.  No GPU needed.
-* gpu: the kernels themselves against CuPy (float64 references) on awkward shapes;
-  skipped without CuPy and a GPU.
+* wrapper errors: bad shapes, dtypes, axes and kernel names are refused before anything
+  launches; checked on the CPU with NumPy arrays (inside ``emulation.emulate()``).
+* emulated: the kernels themselves, run on the CPU by kernels/emulation, against NumPy:
+  tests/test_cuda_emulation.py.
+* gpu: the kernels against CuPy (float64 references) on awkward shapes; skipped without
+  CuPy and a GPU.
 """
 from __future__ import annotations
 
+import ast
+import math
 import re
 import shutil
 import subprocess
@@ -25,6 +28,7 @@ import numpy as np
 import pytest
 
 from minitl import kernels
+from minitl.kernels import emulation
 
 NVCC = shutil.which("nvcc")
 ARCHS = ("sm_90", "sm_80")
@@ -83,14 +87,34 @@ def test_every_matmul_rung_is_in_the_source():
 
 
 def test_source_sections():
+    rung2 = kernels.source("matmul", "load_tiles")  # the rung's comment block, TILE and the loads
+    assert "// Rung 2: shared-memory tiling" in rung2.split("\n")[1] and "#define TILE 32" in rung2 and rung2.rstrip().endswith("}")
     tiled = kernels.source("matmul", "sgemm_tiled")
-    assert tiled.lstrip().startswith("//") and "__syncthreads" in tiled and tiled.rstrip().endswith("}")
-    assert "sgemm_naive" not in tiled and "sgemm_blocktile" not in tiled.split("sgemm_tiled", 1)[1]
-    assert "softmax_forward_warp" in kernels.source("softmax", "softmax_forward_warp")
+    assert tiled.startswith('extern "C"') and "__syncthreads" in tiled and tiled.rstrip().endswith("}")
+    assert "sgemm_naive" not in tiled and "sgemm_blocktile" not in tiled
+    assert "softmax_forward_rows" in kernels.source("softmax", "softmax_forward_rows")
     with pytest.raises(ValueError, match="no kernel source"):
         kernels.source("conv")
     with pytest.raises(ValueError, match="no kernel or function"):
         kernels.source("matmul", "sgemm_magic")
+
+
+def test_gpu_check_script_matches_the_kernels():
+    """.ci/gpu_check.sh (run by hand on a lent GPU) cannot run here; its Python part must still
+    parse, name exactly the kernels the .cu files define, and call what minitl.kernels has."""
+    text = (Path(__file__).resolve().parent.parent / ".ci" / "gpu_check.sh").read_text()
+    code = text.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    tree = ast.parse(code)
+    names = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NAMES")
+    used = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", "") == "kernels"}
+    assert used and all(hasattr(kernels, name) for name in used), used - set(dir(kernels))
+    assert "-m minitl.kernels.bench --only sgemm softmax" in text
+    if not emulation.available():
+        pytest.skip("listing the kernels of the .cu files needs g++")
+    for file, listed in names.items():
+        assert sorted(listed) == sorted(emulation.load(kernels.cu_files()[0].parent / f"{file}.cu").kernels)
 
 
 def test_import_does_not_import_cupy():
@@ -100,85 +124,16 @@ def test_import_does_not_import_cupy():
     assert out.stdout.strip() == "False"
 
 
-# ----------------------------------------------------------------------------- wrapper
-
-def _matrix(X, ld, rows, cols):
-    """A row-major rows x cols matrix with pitch ld, read from a flat buffer."""
-    return np.lib.stride_tricks.as_strided(X, (rows, cols), (ld * 4, 4))
-
-
-class _FakeSgemm:
-    """The parameter contract written at the top of matmul.cu, in NumPy."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __call__(self, grid, block, args):
-        A, B, C, M, N, K, lda, ldb, ldc, ta, tb, sa, sb, sc, batch = args
-        if self.name.startswith("sgemm_warptile_"):  # the name decides, not the flags
-            ta, tb = (self.name[-2] == "t"), (self.name[-1] == "t")
-        A, B, C = A.reshape(-1), B.reshape(-1), C.reshape(-1)
-        for b in range(int(batch)):
-            a = _matrix(A[b * sa:], lda, *((K, M) if ta else (M, K)))
-            bm = _matrix(B[b * sb:], ldb, *((N, K) if tb else (K, N)))
-            _matrix(C[b * sc:], ldc, M, N)[...] = (a.T if ta else a) @ (bm.T if tb else bm)
-
-
-class _FakeSoftmax:
-    def __init__(self, name):
-        self.backward = "backward" in name
-
-    def __call__(self, grid, block, args):
-        *ins, out, rows, cols, log = args
-        rows_of = [x.reshape(int(rows), int(cols)) for x in ins]
-        o = out.reshape(int(rows), int(cols))
-        if not self.backward:
-            (x,) = rows_of
-            z = x - x.max(axis=1, keepdims=True)
-            o[...] = z - np.log(np.exp(z).sum(1, keepdims=True)) if log else np.exp(z) / np.exp(z).sum(1, keepdims=True)
-        else:
-            y, dy = rows_of
-            o[...] = dy - np.exp(y) * dy.sum(1, keepdims=True) if log else y * (dy - (dy * y).sum(1, keepdims=True))
-
+# ----------------------------------------------------------------------------- wrapper errors
 
 @pytest.fixture
-def numpy_as_cupy(monkeypatch):
-    """Run the wrappers with NumPy as the array module and the kernel contracts in NumPy."""
-    monkeypatch.setattr(kernels, "_cupy", lambda: np)
-    monkeypatch.setattr(kernels, "get_function",
-                        lambda file, name: _FakeSgemm(name) if file == "matmul" else _FakeSoftmax(name))
+def numpy_arrays():
+    """The wrappers with NumPy arrays as device memory; nothing here gets as far as a launch."""
+    with emulation.emulate():
+        yield
 
 
-@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
-@pytest.mark.parametrize("shape_a,shape_b", [((5, 7), (7, 3)), ((2, 5, 7), (7, 3)), ((5, 7), (4, 7, 3)),
-                                             ((4, 1, 5, 7), (3, 7, 3)), ((2, 3, 1, 7), (2, 3, 7, 1))])
-def test_matmul_wrapper_bookkeeping(numpy_as_cupy, shape_a, shape_b, trans_a, trans_b):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal(shape_a).astype(np.float32)
-    b = rng.standard_normal(shape_b).astype(np.float32)
-    # a transposed a is stored transposed (a contiguous copy); a transposed b is passed
-    # as a view of b, which the wrapper hands over as b's memory with the flag flipped
-    a_in = np.ascontiguousarray(np.swapaxes(a, -1, -2)) if trans_a else a
-    b_in = np.swapaxes(b, -1, -2) if trans_b else b
-    ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
-    got = kernels.matmul(a_in, b_in, trans_a=trans_a, trans_b=trans_b)
-    assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-
-
-def test_matmul_wrapper_transposed_view_and_strided_input(numpy_as_cupy):
-    rng = np.random.default_rng(1)
-    w = rng.standard_normal((6, 9)).astype(np.float32)
-    x = rng.standard_normal((4, 6)).astype(np.float32)
-    np.testing.assert_allclose(kernels.matmul(x, w), x @ w, rtol=1e-5)
-    np.testing.assert_allclose(kernels.matmul(w.T, x.T), w.T @ x.T, rtol=1e-5)          # F-order views
-    np.testing.assert_allclose(kernels.matmul(x[:, ::2], w[::2]), x[:, ::2] @ w[::2], rtol=1e-5)  # strided
-    out = np.full((4, 9), np.nan, dtype=np.float32)
-    assert kernels.matmul(x, w, out=out) is out
-    np.testing.assert_allclose(out, x @ w, rtol=1e-5)
-
-
-def test_matmul_wrapper_errors(numpy_as_cupy):
+def test_matmul_wrapper_errors(numpy_arrays):
     a, b = np.zeros((3, 4), np.float32), np.zeros((5, 6), np.float32)
     with pytest.raises(ValueError, match=r"\(3, 4\) and \(5, 6\)"):
         kernels.matmul(a, b)
@@ -190,22 +145,46 @@ def test_matmul_wrapper_errors(numpy_as_cupy):
         kernels.matmul(a, np.zeros((4, 6), np.float32), out=np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="kernel must be"):
         kernels.matmul(a, np.zeros((4, 6), np.float32), kernel="fast")
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        kernels.matmul(np.zeros(4, np.float32), np.zeros((4, 6), np.float32))
     assert kernels.matmul(np.zeros((0, 4), np.float32), np.zeros((4, 6), np.float32)).shape == (0, 6)
 
 
-@pytest.mark.parametrize("axis", [-1, 0, 1])
-def test_softmax_wrapper_axes(numpy_as_cupy, axis):
-    x = np.random.default_rng(2).standard_normal((3, 5, 4)).astype(np.float32)
-    z = x - x.max(axis=axis, keepdims=True)
-    ref = np.exp(z) / np.exp(z).sum(axis=axis, keepdims=True)
-    y = kernels.softmax(x, axis=axis)
-    assert y.shape == x.shape and y.flags.c_contiguous
-    np.testing.assert_allclose(y, ref, rtol=1e-5)
-    np.testing.assert_allclose(kernels.log_softmax(x, axis=axis), np.log(ref), rtol=1e-4, atol=1e-5)
-    dy = np.ones_like(x)
-    np.testing.assert_allclose(kernels.softmax_backward(y, dy, axis=axis), 0, atol=1e-6)  # rows of y sum to 1
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"])
+def test_softmax_wrapper_refuses_an_axis_out_of_range(numpy_arrays, fn):
+    """W3: the axis was taken modulo ndim, so axis=2 of a matrix meant axis 0; NumPy (the CPU
+    path) raises, and so do the wrappers now."""
+    x = np.zeros((3, 4), np.float32)
+    args = (x,) if "backward" not in fn else (x, x)
+    for axis in (2, -3):
+        with pytest.raises(np.exceptions.AxisError, match=f"{fn}: axis {axis} is out of bounds"):
+            getattr(kernels, fn)(*args, axis=axis)
+
+
+def test_softmax_wrapper_errors(numpy_arrays):
+    x = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="same shape"):
-        kernels.softmax_backward(y, dy[:1])
+        kernels.softmax_backward(x, x[:1])
+    with pytest.raises(TypeError, match="float32"):
+        kernels.softmax(x.astype(np.float64))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        kernels.log_softmax(np.float32(1.0).reshape(()))
+
+
+def test_matmul_errors_keep_their_message_through_tl_matmul(monkeypatch):
+    """W2: tl.matmul relabelled every ValueError of the GPU matmul as "batch dimensions cannot
+    be broadcast"; now only a real broadcast problem says so, and other errors pass as they are."""
+    import minitl as tl
+    from minitl import backend
+
+    def refuse(a, b):
+        raise ValueError("matmul: 8400000 rows need 65626 row tiles")
+
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        tl.matmul(tl.zeros(2, 3, 4), tl.zeros(3, 4, 5))
+    monkeypatch.setattr(backend, "matmul", refuse)
+    with pytest.raises(ValueError, match="65626 row tiles"):
+        tl.matmul(tl.zeros(3, 4), tl.zeros(4, 5))
 
 
 # ----------------------------------------------------------------------------- gpu
@@ -260,17 +239,49 @@ def test_matmul_gpu(kernel, trans_a, trans_b, batch_a, batch_b, m, k, n):
     assert err < REL_TOL, f"{kernel} {batch_a}{(m, k)} @ {batch_b}{(k, n)} ta={trans_a} tb={trans_b}: rel error {err}"
 
 
+def _off(shape, offset: int, rng):
+    """A C-contiguous array whose data pointer is `offset` floats past 16-byte alignment
+    (CuPy's pool hands out 512-byte aligned blocks)."""
+    n = math.prod(shape)
+    x = cp.empty(n + 4, dtype=cp.float32)[offset:offset + n].reshape(shape)
+    x[...] = rng.standard_normal(shape, dtype=cp.float32)
+    assert x.data.ptr % 16 == 4 * offset
+    return x
+
+
 @gpu
-def test_matmul_gpu_unaligned_views():
-    """Offsets that break 16-byte alignment must take the scalar path, not fault."""
-    base = cp.random.default_rng(0).standard_normal((130, 131), dtype=cp.float32)
-    a, b = base[1:, 1:], base[:-1, 2:].T  # odd offsets, odd pitch
-    ref = cp.matmul(a.astype(cp.float64), b.astype(cp.float64))
-    err = rel_error(kernels.matmul(a, b), ref)
-    assert err < REL_TOL, err
+@pytest.mark.parametrize("kernel", list(kernels.MATMUL_KERNELS))
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_matmul_gpu_misaligned_pointers(kernel, trans_a, trans_b):
+    """Operands and output 4, 8 and 12 bytes off 16-byte alignment, passed as they are (they
+    are contiguous, so the wrapper copies nothing): the float4 paths must step aside."""
+    rng = cp.random.default_rng(0)
+    m, k, n = 130, 67, 129
+    a = _off((k, m) if trans_a else (m, k), 1, rng)
+    b = _off((n, k) if trans_b else (k, n), 2, rng)
+    ref = cp.matmul((a.T if trans_a else a).astype(cp.float64), (b.T if trans_b else b).astype(cp.float64))
+    out = _off(ref.shape, 3, rng)
+    out.fill(cp.nan)
+    kernels.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=out, kernel=kernel)
+    assert rel_error(out, ref) < REL_TOL
 
 
-ROW_LENGTHS = [1, 7, 32, 33, 1000, 1024, 1025, 5000]
+@gpu
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_matmul_gpu_rows_past_the_grid_limit(trans_a):
+    """W1: more row tiles than gridDim.y allows (65535): the naive rung's 8-row tiles pass it
+    at 524,288 rows; the wrapper launches the rows in slices."""
+    rng = cp.random.default_rng(4)
+    m, k, n = 65535 * 8 + 13, 3, 5
+    op_a = rng.standard_normal((m, k), dtype=cp.float32)
+    a = cp.ascontiguousarray(op_a.T) if trans_a else op_a
+    b = rng.standard_normal((k, n), dtype=cp.float32)
+    out = cp.full((m, n), cp.nan, dtype=cp.float32)
+    kernels.matmul(a, b, trans_a=trans_a, out=out, kernel="naive")
+    assert rel_error(out, op_a.astype(cp.float64) @ b.astype(cp.float64)) < REL_TOL
+
+
+ROW_LENGTHS = [1, 7, 32, 33, 100, 128, 129, 1000, 1024, 1025, 5000, 16385, 32769]
 
 
 def _softmax64(x):
@@ -308,7 +319,7 @@ def test_softmax_gpu_poisoned_outputs_and_masks():
         x[:, ::3] = -cp.inf
         x[:, -1] = 0.5  # at least one finite entry per row
         y = cp.full_like(x, cp.nan)
-        kernels._launch_rows("softmax_forward", (x,), y, 5, cols, 0)
+        kernels._launch_rows("forward", (x,), y, 5, cols, 0)
         assert rel_error(y, _softmax64(x)) < REL_TOL, cols
         assert bool((y[x == -cp.inf] == 0).all()), cols
 

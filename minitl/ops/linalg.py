@@ -3,6 +3,8 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..tensor import Function, unbroadcast
 
@@ -19,6 +21,11 @@ def check_matmul_shapes(a_shape, b_shape):
     if k_a != k_b:
         raise ValueError(f"matmul: shapes {tuple(a_shape)} and {tuple(b_shape)} don't align "
                          f"(inner dimensions {k_a} != {k_b})")
+    try:
+        np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2]))
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of shapes {tuple(a_shape)} and {tuple(b_shape)} "
+                         "cannot be broadcast together") from None
 
 
 class MatMul(Function):
@@ -31,11 +38,9 @@ class MatMul(Function):
         b2 = b[:, None] if b.ndim == 1 else b
         ctx.save_for_backward(a2, b2)
         ctx.shapes = (a.shape, b.shape)
-        try:
-            out = backend.matmul(a2, b2)
-        except ValueError:
-            raise ValueError(f"matmul: batch dimensions of shapes {a.shape} and {b.shape} "
-                             "cannot be broadcast together") from None
+        # Shapes were checked above: any other error of the product (a GPU kernel's limits,
+        # say) keeps its own message.
+        out = backend.matmul(a2, b2)
         ctx.out_shape = out.shape
         if a.ndim == 1:
             out = out[..., 0, :]
