@@ -637,11 +637,13 @@ def _topological_order(root):
 def _accumulate(node, g):
     """Add `g` into `node.grad`. A first gradient is copied (in the leaf's dtype): `g` may be a
     view, the caller's array, or one array that an op handed to two inputs (`a + b` does), and
-    an in-place update of one `.grad` must never change another."""
+    an in-place update of one `.grad` must never change another. (Only `copy`, `astype`, `+`
+    and `dtype` are asked of `g`, so a row-sparse gradient object may stand in for an array.)"""
+    same_dtype = g.dtype == node.data.dtype
     if node.grad is None:
-        node.grad = backend.xp_of(node.data).array(g, dtype=node.data.dtype)
+        node.grad = g.copy() if same_dtype else g.astype(node.data.dtype)
     else:
-        node.grad = node.grad + g.astype(node.data.dtype, copy=False)
+        node.grad = node.grad + (g if same_dtype else g.astype(node.data.dtype))
 
 
 # --- constructors ---------------------------------------------------------------------------
