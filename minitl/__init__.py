@@ -16,8 +16,9 @@ if (_Path(__file__).parent.parent / "kernels" / "_loader.py").is_file():
 from . import backend, cpu_runtime, fastpath, nn, ops, optim, parallel, random  # noqa: F401
 from .backend import device, is_cuda_available  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
-from .ops import (abs, cat, concatenate, exp, log, logsumexp, matmul, max, mean, min, pad,  # noqa: F401
-                  relu, sigmoid, softmax, sqrt, stack, sum, tanh, where)
+from .ops import (abs, cat, chunk, clamp, clone, concatenate, exp, log, logsumexp, matmul, max,  # noqa: F401
+                  maximum, mean, min, minimum, pad, relu, sigmoid, softmax, split, sqrt, stack, sum,
+                  tanh, tril, triu, where)
 from .random import get_rng, manual_seed  # noqa: F401
 from .serialization import CheckpointError, load, save  # noqa: F401
 from .tensor import (Function, Tensor, arange, bool_, enable_grad, float32, float64, full,  # noqa: F401

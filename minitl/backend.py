@@ -133,21 +133,23 @@ def use_gpu_kernels(name: str) -> str:
     return previous
 
 
-def _our_kernels_for(*arrays) -> bool:
+def gpu_kernels_apply(*arrays) -> bool:
+    """True when the project's CUDA kernels take these arrays: float32 CuPy arrays, unless
+    `use_gpu_kernels("cublas")` chose CuPy's own path."""
     return (_gpu_kernels == "minitl" and type(arrays[0]) is not np.ndarray
             and all(a.dtype == np.float32 for a in arrays))
 
 
 def matmul(a, b):
     """a @ b with NumPy broadcasting rules (both at least 2-D)."""
-    if _our_kernels_for(a, b):
+    if gpu_kernels_apply(a, b):
         from . import kernels
         return kernels.matmul(a, b)
     return a @ b
 
 
 def softmax(a, axis=-1):
-    if _our_kernels_for(a):
+    if gpu_kernels_apply(a):
         from . import kernels
         return kernels.softmax(a, axis=axis)
     e = xp_of(a).exp(a - a.max(axis=axis, keepdims=True))
@@ -155,8 +157,10 @@ def softmax(a, axis=-1):
 
 
 def softmax_backward(y, dy, axis=-1):
-    """dx = y * (dy - sum(dy * y)): the softmax Jacobian applied to dy."""
-    if _our_kernels_for(y, dy):
+    """dx = y * (dy - sum(dy * y)): the softmax Jacobian applied to dy. `Softmax.backward`
+    calls this only where the GPU kernel applies; its CPU path is the exercise
+    autograd.softmax_backward, the same formula."""
+    if gpu_kernels_apply(y, dy):
         from . import kernels
         return kernels.softmax_backward(y, dy, axis=axis)
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
@@ -164,7 +168,7 @@ def softmax_backward(y, dy, axis=-1):
 
 def log_softmax(a, axis=-1):
     """a - max - log(sum(exp(a - max))): exp never sees a large argument."""
-    if _our_kernels_for(a):
+    if gpu_kernels_apply(a):
         from . import kernels
         return kernels.log_softmax(a, axis=axis)
     shifted = a - a.max(axis=axis, keepdims=True)
@@ -174,7 +178,7 @@ def log_softmax(a, axis=-1):
 
 def log_softmax_backward(y, dy, axis=-1):
     """dx = dy - exp(y) * sum(dy) for y = log_softmax(x)."""
-    if _our_kernels_for(y, dy):
+    if gpu_kernels_apply(y, dy):
         from . import kernels
         return kernels.log_softmax_backward(y, dy, axis=axis)
     return dy - xp_of(y).exp(y) * dy.sum(axis=axis, keepdims=True)

@@ -1,7 +1,9 @@
 """`tl.save` / `tl.load`: state dicts in NumPy's .npz format, no pickle anywhere.
 
-A state dict may nest (an optimizer's does): nested keys are joined with '/', arrays become
-npz entries, and plain values (numbers, strings, lists of them) go into one JSON entry. The
+A state dict may nest (an optimizer's does): nested keys are joined with '/', arrays and
+Tensors (their data) become npz entries, and plain values (numbers, strings, lists of them) go
+into one JSON entry. Loading gives back nested dicts in the saved key order, with NumPy arrays
+(dtype and shape kept) where arrays or Tensors were saved. The
 file is written to a temporary name in the same folder, flushed to disk and renamed over the
 target, so a crash mid-save never leaves a half-written checkpoint in place of a good one.
 """
@@ -44,7 +46,8 @@ def _flatten(obj, prefix, arrays, meta):
 
 
 def save(obj, path):
-    """Save a (possibly nested) dict of arrays/tensors and plain values to `path` (.npz)."""
+    """Save a (possibly nested) dict of arrays, Tensors and plain values to `path` (.npz).
+    A Tensor is saved as its data (copied to the CPU); no graph or requires_grad is kept."""
     if not isinstance(obj, dict):
         raise TypeError(f"save expects a dict (e.g. model.state_dict()), got {type(obj).__name__}")
     arrays, meta = {}, {}
@@ -85,7 +88,9 @@ def _unflatten(prefix, arrays, meta):
 
 
 def load(path):
-    """Read a file written by `save`; arrays come back as NumPy arrays."""
+    """Read a file written by `save`: the same nesting of dicts, with a NumPy array wherever
+    an array or a Tensor was saved (wrap one with `tl.tensor` to compute with it), and plain
+    values as they were."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")

@@ -5,11 +5,14 @@ plain arrays and a `backward(ctx, grad)` that returns one gradient per tensor in
 `Op.apply(...)` runs forward and, when gradients are wanted, records the op as the output's
 creator. `out.backward()` then walks the recorded graph in reverse topological order — built
 iteratively, so the deep graphs of an LSTM unrolled over a long sequence can't overflow
-Python's recursion limit — and adds each contribution into the inputs' gradients.
+Python's recursion limit — and adds each contribution into the inputs' gradients. As in
+PyTorch, backward then frees what the graph saved, unless asked to `retain_graph`.
 
 Chapter: the machinery under everything; lesson 1 builds it from a scalar up.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -22,33 +25,41 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-class no_grad:
-    """Context manager (and decorator) that turns graph recording off: inference, optimizer
-    updates and frozen backbones run without building a graph."""
+class _GradMode:
+    """A context manager (and decorator) that sets graph recording to `self.enabled` inside a
+    `with` block or a decorated function, and restores the previous setting afterwards."""
+
+    enabled: bool
 
     def __enter__(self):
         global _grad_enabled
         self._prev = _grad_enabled
-        _grad_enabled = False
+        _grad_enabled = self.enabled
 
     def __exit__(self, *exc):
         global _grad_enabled
         _grad_enabled = self._prev
 
     def __call__(self, fn):
+        @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with no_grad():
+            with type(self)():
                 return fn(*args, **kwargs)
 
-        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
         return wrapper
 
 
-class enable_grad(no_grad):
-    def __enter__(self):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = True
+class no_grad(_GradMode):
+    """Turns graph recording off: inference, optimizer updates and frozen backbones run
+    without building a graph. `with tl.no_grad():` or `@tl.no_grad()`."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Turns graph recording back on, e.g. inside a `no_grad` block."""
+
+    enabled = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,6 +74,7 @@ class Function:
     """
 
     __slots__ = ("parents", "saved_tensors", "needs_input_grad", "__dict__")
+    _released = False  # set by release(): what forward saved is gone
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -98,6 +110,27 @@ class Function:
         result._ctx = ctx if record else None
         result._retains_grad = False
         return result
+
+    def input_gradients(self, grad):
+        """Run this node's backward: a tuple with one gradient (or None) per input, each
+        checked against its input's shape."""
+        if self._released:
+            raise RuntimeError(
+                f"backward through {type(self).__name__} a second time: the first backward() freed what "
+                "the graph saved; call it as backward(retain_graph=True) to backward through it again")
+        grads = type(self).backward(self, grad)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        for parent, g in zip(self.parents, grads):
+            if g is not None and parent.requires_grad and g.shape != parent.data.shape:
+                raise RuntimeError(f"{type(self).__name__}.backward returned a gradient of shape "
+                                   f"{g.shape} for an input of shape {parent.data.shape}")
+        return grads
+
+    def release(self):
+        """Free what forward saved for backward (after backward, unless the graph is retained)."""
+        self.saved_tensors = None
+        self.__dict__.clear()
+        self._released = True
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
@@ -285,67 +318,46 @@ class Tensor:
         t._retains_grad = False
         return t
 
-    def backward(self, gradient=None, retain_graph=None):
+    def backward(self, gradient=None, retain_graph=False):
         """Back-propagate from this tensor: add d(self)/d(leaf) into every leaf's `.grad`.
 
-        A scalar starts from gradient 1; a non-scalar needs the gradient of the final loss
-        with respect to it, of its own shape.
+        Nodes are visited in reverse topological order, so a node's gradient is complete (summed
+        over every path through it) before its backward passes it on to its inputs. Afterwards
+        the graph's saved arrays are freed, as in PyTorch, and a second backward through it is an
+        error; `retain_graph=True` keeps them, and a second backward then accumulates again.
         """
-        if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad: "
-                               "no input of the computation had requires_grad=True")
-        xp = backend.xp_of(self.data)
-        if gradient is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward() of a non-scalar tensor (shape {self.shape}) needs an explicit "
-                    "gradient of the same shape, e.g. y.backward(tl.ones(y.shape)) or reduce it first with .sum()")
-            gradient = xp.ones_like(self.data)
-        else:
-            gradient = _as_array(gradient, self.dtype)
-            if gradient.shape != self.shape:
-                raise ValueError(f"backward(): gradient shape {gradient.shape} does not match tensor shape {self.shape}")
-
-        order = _topological_order(self)
-        grads = {id(self): gradient}
-        # Arrays that only this pass holds may become a leaf's .grad as they are; anything else
-        # (the caller's gradient, one array handed to two inputs, a view, an array an op also
-        # saved, or a gradient that is not a plain array) is copied first, so an in-place update
-        # of one .grad can never change another.
-        owned = set()
-        for node in reversed(order):
+        grads = {id(self): self._initial_gradient(gradient)}
+        for node in reversed(_topological_order(self)):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             ctx = node._ctx
             if ctx is None or node._retains_grad:
-                _accumulate(node, g, id(g) in owned)
+                _accumulate(node, g)
             if ctx is None:
                 continue
-            in_grads = ctx.backward(ctx, g)
-            if not isinstance(in_grads, tuple):
-                in_grads = (in_grads,)
-            saved = getattr(ctx, "saved_tensors", ())
-            handed_out = set()
-            for parent, pg in zip(ctx.parents, in_grads):
-                if pg is None or not parent.requires_grad:
-                    continue
-                if pg.shape != parent.data.shape:
-                    raise RuntimeError(f"{type(ctx).__name__}.backward returned a gradient of shape "
-                                       f"{pg.shape} for an input of shape {parent.data.shape}")
-                key = id(parent)
-                if key in grads:
-                    grads[key] = grads[key] + pg
-                    owned.add(id(grads[key]))
-                    continue
-                grads[key] = pg
-                fresh = (pg is not g and getattr(pg, "base", 0) is None and id(pg) not in handed_out
-                         and not any(pg is s for s in saved))
-                if fresh:
-                    owned.add(id(pg))
-                else:
-                    owned.discard(id(pg))
-                handed_out.add(id(pg))
+            for parent, parent_grad in zip(ctx.parents, ctx.input_gradients(g)):
+                if parent_grad is not None and parent.requires_grad:
+                    key = id(parent)
+                    grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+            if not retain_graph:
+                ctx.release()
+
+    def _initial_gradient(self, gradient):
+        """d(self)/d(self): 1 for a scalar, else the caller's `gradient`, checked."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: "
+                               "no input of the computation had requires_grad=True")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() of a non-scalar tensor (shape {self.shape}) needs an explicit "
+                    "gradient of the same shape, e.g. y.backward(tl.ones(y.shape)) or reduce it first with .sum()")
+            return backend.xp_of(self.data).ones_like(self.data)
+        gradient = _as_array(gradient, self.dtype)
+        if gradient.shape != self.shape:
+            raise ValueError(f"backward(): gradient shape {gradient.shape} does not match tensor shape {self.shape}")
+        return gradient
 
     # --- operators: each is one differentiable op from minitl.ops --------------------------
     def __add__(self, other):
@@ -475,6 +487,12 @@ class Tensor:
     def clamp(self, min=None, max=None):
         return ops.clamp(self, min, max)
 
+    def maximum(self, other):
+        return ops.maximum(self, other)
+
+    def minimum(self, other):
+        return ops.minimum(self, other)
+
     def softmax(self, dim=-1):
         return ops.softmax(self, dim)
 
@@ -514,19 +532,43 @@ class Tensor:
     def masked_fill(self, mask, value):
         return ops.masked_fill(self, mask, value)
 
+    def split(self, split_size_or_sections, dim=0):
+        return ops.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return ops.chunk(self, chunks, dim)
+
+    def tril(self, diagonal=0):
+        return ops.tril(self, diagonal)
+
+    def triu(self, diagonal=0):
+        return ops.triu(self, diagonal)
+
+    def clone(self):
+        return ops.clone(self)
+
     def contiguous(self):
         return self
 
     def to(self, target):
-        """`to("cuda")`, `to("cpu")`, or `to(tl.float64)`; returns self when nothing changes.
-        Moving between devices is differentiable for the tensor's data but starts a new leaf."""
+        """`to(tl.float64)` casts; `to("cuda")` / `to("cpu")` moves. Returns self when nothing
+        changes.
+
+        A cast between floating-point dtypes stays in the graph (its backward casts the
+        gradient back), so `x.double()` of a parameter still trains it; a cast to an integer
+        or bool dtype leaves the graph. A move between devices is NOT recorded: the result is
+        a new leaf (requiring grad when this tensor does), so move leaves, or whole modules
+        with `Module.to`, before computing with them.
+        """
         if backend.is_device_name(target):
             arr = backend.to_device(self.data, str(target))
-        else:
-            arr = _as_array(self.data, target)
-        if arr is self.data:
+            return self if arr is self.data else Tensor._wrap(arr, self.requires_grad)
+        dtype = np.dtype(target)
+        if dtype == self.dtype:
             return self
-        return Tensor._wrap(arr, self.requires_grad and arr.dtype.kind == "f")
+        if dtype.kind == "f":
+            return ops.cast(self, dtype)
+        return Tensor._wrap(_as_array(self.data, dtype))
 
     def cpu(self):
         return self.to("cpu")
@@ -592,15 +634,16 @@ def _topological_order(root):
     # END EXERCISE
 
 
-def _accumulate(node, g, owned=False):
-    """Add `g` into `node.grad`. An array that something else may also hold is copied first
-    (`a + b` hands the same gradient array to both inputs)."""
-    if g.dtype != node.data.dtype:
-        g, owned = g.astype(node.data.dtype), True
+def _accumulate(node, g):
+    """Add `g` into `node.grad`. A first gradient is copied (in the leaf's dtype): `g` may be a
+    view, the caller's array, or one array that an op handed to two inputs (`a + b` does), and
+    an in-place update of one `.grad` must never change another. (Only `copy`, `astype`, `+`
+    and `dtype` are asked of `g`, so a row-sparse gradient object may stand in for an array.)"""
+    same_dtype = g.dtype == node.data.dtype
     if node.grad is None:
-        node.grad = g if owned else g.copy()
+        node.grad = g.copy() if same_dtype else g.astype(node.data.dtype)
     else:
-        node.grad = node.grad + g
+        node.grad = node.grad + (g if same_dtype else g.astype(node.data.dtype))
 
 
 # --- constructors ---------------------------------------------------------------------------

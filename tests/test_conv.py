@@ -121,7 +121,7 @@ def test_batchnorm2d_running_stats_train_vs_eval():
     np.testing.assert_allclose(bn.running_var, 0.5 + 0.5 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
     assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
     bn.eval()
-    before = bn.running_mean.copy()
+    before = bn.running_mean.clone()
     y_eval = bn(tl.tensor(x)).numpy()
     np.testing.assert_array_equal(bn.running_mean, before)  # eval leaves them alone
     expected = (x - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + bn.eps)

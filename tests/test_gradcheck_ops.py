@@ -54,6 +54,24 @@ CASES = [
     ("gelu exact", lambda a: F.gelu(a), [normal(6)], []),
     ("gelu tanh", lambda a: F.gelu(a, approximate="tanh"), [normal(6)], []),
     ("clamp", lambda a: a.clamp(-0.5, 0.5), [np.array([-1.0, -0.3, 0.1, 0.4, 0.9])], []),
+    ("maximum broadcast", lambda a, b: tl.maximum(a, b), [normal(3, 4), normal(4)], []),
+    ("minimum broadcast", lambda a, b: tl.minimum(a, b), [normal(2, 1, 3), normal(4, 1)], []),
+    ("maximum with a number", lambda a: a.maximum(0.25), [away_from_zero(5) + 0.25], []),
+    ("softplus", lambda a: F.softplus(a), [normal(4, 3) * 5], []),
+    ("softplus beta threshold", lambda a: F.softplus(a, beta=2.0, threshold=1.0),
+     [np.array([-2.0, -0.3, 0.2, 1.5, 3.0])], []),
+    ("logsigmoid", lambda a: F.logsigmoid(a), [normal(4, 3) * 5], []),
+    ("silu", lambda a: F.silu(a), [normal(4, 3) * 3], []),
+    ("clone", lambda a: a.clone() * a, [normal(3, 2)], []),
+    ("split sizes", lambda a: tl.cat([p * (i + 1.0) for i, p in enumerate(a.split([1, 3], dim=1))], 1),
+     [normal(2, 4)], []),
+    ("split int", lambda a: tl.cat([p * (i + 1.0) for i, p in enumerate(a.split(2))], 0), [normal(5, 2)], []),
+    ("chunk", lambda a: a.chunk(3, dim=-1)[2] * 2, [normal(2, 7)], []),
+    ("tril", lambda a: a.tril(-1), [normal(2, 3, 4)], []),
+    ("triu", lambda a: tl.triu(a, 1), [normal(4, 3)], []),
+    ("normalize", lambda a: F.normalize(a), [normal(3, 4)], []),
+    ("normalize p1 dim0", lambda a: F.normalize(a, p=1, dim=0), [away_from_zero(3, 4)], []),
+    ("normalize p3 last", lambda a: F.normalize(a, p=3, dim=-1), [normal(2, 3, 4)], []),
     ("matmul 2d", lambda a, b: a @ b, [normal(3, 4), normal(4, 5)], ["autograd.matmul_backward"]),
     ("matmul batched", lambda a, b: a @ b, [normal(2, 3, 4), normal(2, 4, 5)], ["autograd.matmul_backward"]),
     ("matmul broadcast batch", lambda a, b: a @ b, [normal(2, 1, 3, 4), normal(3, 4, 2)], ["autograd.matmul_backward"]),
@@ -228,6 +246,13 @@ def test_gradcheck_dropout_with_fixed_mask():
         return F.dropout(a, 0.3, training=True)
 
     check(fn, x)
+
+
+def test_gradcheck_dtype_cast():
+    """float64 -> float32 -> float64: float32 rounding limits the numerical derivative, so a
+    wider step and bound; a cast that dropped or scaled the gradient would be off by O(1)."""
+    x = tl.tensor(normal(3, 2), dtype="float64")
+    assert tl.gradcheck(lambda a: a.float().double() * a, x, eps=1e-2, bound=1e-4)
 
 
 def test_gradcheck_catches_a_wrong_backward():

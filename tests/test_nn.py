@@ -198,3 +198,139 @@ def test_module_double_casts_parameters():
     assert model.weight.dtype == np.float64
     out = model(tl.tensor(np.ones((1, 3)), dtype="float64"))
     assert out.dtype == np.float64
+
+
+def test_get_and_set_submodule_by_dotted_name():
+    model = MLP()
+    assert model.get_submodule("body.0") is model.body[0]
+    assert model.get_submodule("") is model
+    new = nn.Linear(4, 8)
+    model.set_submodule("body.0", new)
+    assert model.body[0] is new and model.get_submodule("body.0") is new
+    assert dict(model.named_parameters())["body.0.weight"] is new.weight
+    with pytest.raises(AttributeError, match=r"get_submodule\('body.7.x'\): Sequential at body has no sub-module '7'"):
+        model.get_submodule("body.7.x")
+    with pytest.raises(AttributeError, match="has no sub-module 'head'"):
+        model.set_submodule("head.0", nn.ReLU())  # the parent must exist
+    model.set_submodule("extra", nn.ReLU())  # not strict: a new child of an existing parent
+    assert isinstance(model.extra, nn.ReLU)
+    with pytest.raises(AttributeError, match="has no sub-module 'other'"):
+        model.set_submodule("other", nn.ReLU(), strict=True)
+    model.note = "text"
+    with pytest.raises(AttributeError, match="'note' is not an nn.Module"):
+        model.set_submodule("note", nn.ReLU())
+    with pytest.raises(ValueError, match="expected an nn.Module"):
+        model.set_submodule("fc", 3)
+
+
+def test_forward_hooks_observe_and_replace_and_can_be_removed():
+    model = MLP()
+    seen = []
+    handle = model.body[0].register_forward_hook(lambda module, args, out: seen.append((args[0].shape, out.shape)))
+    x = tl.randn(2, 4)
+    model(x)
+    assert seen == [((2, 4), (2, 8))]
+    handle.remove()
+    model(x)
+    assert len(seen) == 1
+    with model.fc.register_forward_hook(lambda module, args, out: out * 0):
+        assert np.all(model(x).data == 0)
+    assert not np.all(model(x).data == 0)  # leaving the block removed the hook
+
+
+def test_forward_pre_hooks_may_replace_the_arguments():
+    lin = nn.Linear(3, 2)
+    calls = []
+    h1 = lin.register_forward_pre_hook(lambda module, args: calls.append(module) or None)
+    h2 = lin.register_forward_pre_hook(lambda module, args: args[0] * 0)  # one value: becomes (value,)
+    out = lin(tl.ones(1, 3))
+    np.testing.assert_allclose(out.data, lin.bias.data[None], rtol=1e-6)
+    assert calls == [lin]
+    got = []
+    lin.register_forward_hook(lambda module, args, out: got.append(args[0].tolist()))
+    lin(tl.ones(1, 3))
+    assert got == [[[0.0, 0.0, 0.0]]]  # the forward hook sees the replaced arguments
+    h1.remove()
+    h2.remove()
+    lin(tl.ones(1, 3))
+    assert got[-1] == [[1.0, 1.0, 1.0]] and len(calls) == 2
+
+
+def test_train_and_eval_go_through_each_childs_own_train():
+    class StaysInEval(nn.Module):
+        def train(self, mode=True):
+            return super().train(False)
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(StaysInEval(), nn.Dropout()))
+    model.eval()
+    model.train()
+    assert model.training and model[0].training and model[1].training
+    assert not model[1][0].training  # its override was honoured
+    assert model[1][1].training
+    with pytest.raises(ValueError, match="True or False"):
+        model.train("yes")
+
+
+def test_buffers_are_tensors_and_non_persistent_ones_are_not_saved():
+    class WithBuffers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", tl.ones(3))
+            self.register_buffer("mask", np.tril(np.ones((2, 2), bool)), persistent=False)
+
+    m = WithBuffers()
+    assert isinstance(m.scale, tl.Tensor) and isinstance(m.mask, tl.Tensor)
+    assert [n for n, _ in m.named_buffers()] == ["scale", "mask"]
+    assert list(m.state_dict()) == ["scale"]
+    assert isinstance(m.state_dict()["scale"], np.ndarray)
+    m.scale = m.scale * 2  # assignment keeps it a buffer
+    assert [n for n, _ in m.named_buffers()] == ["scale", "mask"]
+    m2 = WithBuffers()
+    assert m2.load_state_dict(m.state_dict()) == ([], [])  # the mask is not expected
+    np.testing.assert_array_equal(m2.scale.data, [2.0, 2.0, 2.0])
+    m2.double()
+    assert m2.scale.dtype == np.float64 and m2.mask.dtype == np.bool_
+    with pytest.raises(TypeError, match="cannot assign str as buffer 'scale'"):
+        m.scale = "no"
+    with pytest.raises(KeyError, match="already exists"):
+        m.register_buffer("training", tl.ones(1))
+    m.scale = nn.Parameter(np.ones(3, np.float32))  # a parameter replaces the buffer
+    assert [n for n, _ in m.named_buffers()] == ["mask"] and "scale" in dict(m.named_parameters())
+
+
+def test_batchnorm_buffers_are_tensors_updated_in_place():
+    bn = nn.BatchNorm2d(2)
+    mean = bn.running_mean
+    assert isinstance(mean, tl.Tensor) and not mean.requires_grad
+    bn(tl.randn(4, 2, 3, 3) + 5)
+    assert bn.running_mean is mean and np.all(mean.data > 0.4)  # moved toward the batch mean of about 5
+    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    assert all(p is not mean for p in bn.parameters())
+
+
+def test_log_softmax_module_is_not_a_softmax():
+    assert not isinstance(nn.LogSoftmax(), nn.Softmax)
+    x = tl.randn(2, 5)
+    np.testing.assert_allclose(nn.LogSoftmax(dim=1)(x).data, np.log(nn.Softmax(dim=1)(x).data), rtol=1e-5, atol=1e-6)
+    assert repr(nn.LogSoftmax(dim=0)) == "LogSoftmax(dim=0)"
+
+
+def test_embedding_from_pretrained_shares_or_copies_and_freezes():
+    vectors = tl.randn(4, 3)
+    emb = nn.Embedding.from_pretrained(vectors)
+    assert emb.weight.data is vectors.data and not emb.weight.requires_grad
+    assert (emb.num_embeddings, emb.embedding_dim) == (4, 3)
+    np.testing.assert_array_equal(emb(np.array([2, 0])).data, vectors.data[[2, 0]])
+    assert nn.Embedding.from_pretrained(vectors, freeze=False).weight.requires_grad
+    wide = nn.Embedding.from_pretrained(tl.tensor(np.ones((2, 2)), dtype="float64"))
+    assert wide.weight.dtype == np.float64
+    with pytest.raises(ValueError, match="must be 2-D"):
+        nn.Embedding.from_pretrained(tl.ones(3))
+
+
+def test_new_activation_modules_and_functions_exist():
+    x = tl.tensor([-1.0, 0.0, 2.0])
+    np.testing.assert_allclose(nn.SiLU()(x).data, x.data / (1 + np.exp(-x.data)), rtol=1e-6)
+    np.testing.assert_allclose(nn.Softplus()(x).data, np.log1p(np.exp(x.data)), rtol=1e-6)
+    np.testing.assert_allclose(nn.LogSigmoid()(x).data, -np.log1p(np.exp(-x.data)), rtol=1e-6)
+    assert repr(nn.Softplus(beta=2)) == "Softplus(beta=2, threshold=20.0)"

@@ -72,6 +72,36 @@ def test_adam_matches_the_formula(cls):
         np.testing.assert_allclose(got[t - 1], w, rtol=1e-5, atol=1e-6)
 
 
+def check_adam_with_a_large_eps(steps):
+    """eps = 1 is as large as sqrt(v_hat) here, so eps in the wrong place (inside the sqrt,
+    added to v before the bias correction, or to m_hat) moves the result by O(1)."""
+    lr, b1, b2, eps = 0.1, 0.8, 0.9, 1.0
+    got = run_minitl(lambda p: tl.optim.Adam(p, lr=lr, betas=(b1, b2), eps=eps), steps=steps)
+    w, target = quadratic_problem()
+    w = w.astype(np.float64)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, steps + 1):
+        g = w - target
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+        np.testing.assert_allclose(got[t - 1], w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.exercise("optim.adam")
+@pytest.mark.parametrize("steps", [1, 3])
+def test_adam_with_a_large_eps_matches_the_formula(steps):
+    with tl.fastpath.use(False):
+        check_adam_with_a_large_eps(steps)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_fast_adam_with_a_large_eps_matches_the_formula(steps):
+    with tl.fastpath.use(True):
+        check_adam_with_a_large_eps(steps)
+
+
 @pytest.mark.exercise("optim.adam")
 def test_adam_update_over_chunk_boundaries():
     """A parameter larger than the update's chunk size gets the same step everywhere."""

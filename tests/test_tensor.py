@@ -224,3 +224,155 @@ def test_equality_is_elementwise_and_setitem_edits_plain_tensors():
         tl.zeros(3, requires_grad=True)[0] = 1.0
     table = {pred: "ok"}  # still hashable by identity
     assert table[pred] == "ok"
+
+
+def test_leaf_grads_are_fresh_writable_arrays_even_from_views():
+    """Gradients that reach a leaf as a broadcast view (sum), the caller's own array, or one
+    array given to two inputs still become separate, writable .grad arrays."""
+    a = tl.tensor([[1.0, 2.0]], requires_grad=True)
+    a.sum().backward()  # Sum's backward is a read-only broadcast view
+    a.grad += 1
+    np.testing.assert_allclose(a.grad, [[2.0, 2.0]])
+    seed = np.ones(2, np.float32)
+    b = tl.tensor([1.0, 2.0], requires_grad=True)
+    (b * 1.0).backward(seed)
+    b.grad += 5
+    np.testing.assert_array_equal(seed, [1.0, 1.0])  # the caller's gradient is untouched
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    h = (x * 2).retain_grad()
+    (h + x).sum().backward()
+    h.grad += 100  # the retained grad and the leaf grad were the same array in flight
+    np.testing.assert_allclose(x.grad, [3.0, 3.0])
+
+
+def test_second_backward_through_a_freed_graph_is_a_clear_error():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match=r"second time.*retain_graph=True"):
+        y.backward()
+    np.testing.assert_allclose(x.grad, [2.0, 4.0])  # the failed call added nothing
+    h = x * x
+    h.sum().backward()  # frees h's node too: a new graph built on h cannot go through it
+    with pytest.raises(RuntimeError, match="second time"):
+        (h * 3).sum().backward()
+
+
+def test_retain_graph_allows_a_second_backward_that_accumulates():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x * x).sum()
+    y.backward(retain_graph=True)
+    np.testing.assert_allclose(x.grad, [3.0, 12.0])
+    y.backward(retain_graph=True)
+    np.testing.assert_allclose(x.grad, [6.0, 24.0])
+    y.backward()  # the last one may free it
+    np.testing.assert_allclose(x.grad, [9.0, 36.0])
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_retain_graph_serves_two_losses_sharing_a_trunk():
+    """Two heads on one shared computation (ELMo/multi-task style): backward each loss."""
+    w = tl.tensor([0.5, -1.0], requires_grad=True, dtype="float64")
+    trunk = (w * 3).tanh()
+    (trunk * 2).sum().backward(retain_graph=True)
+    (trunk * trunk).sum().backward()
+    t = np.tanh(3 * w.data)
+    np.testing.assert_allclose(w.grad, (2 + 2 * t) * (1 - t * t) * 3, rtol=1e-12)
+
+
+def test_grad_modes_are_separate_classes_and_nest():
+    assert not isinstance(tl.enable_grad(), tl.no_grad)
+    assert not isinstance(tl.no_grad(), tl.enable_grad)
+    x = tl.tensor([1.0], requires_grad=True)
+    with tl.no_grad():
+        with tl.enable_grad():
+            assert (x * 2).requires_grad
+        assert not (x * 2).requires_grad
+    assert tl.is_grad_enabled()
+
+    @tl.enable_grad()
+    def doubled(t):
+        """Doubles."""
+        return t * 2
+
+    with tl.no_grad():
+        assert doubled(x).requires_grad
+    assert doubled.__name__ == "doubled" and doubled.__doc__ == "Doubles."
+
+
+def test_dtype_casts_are_differentiable():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    y = x.double()
+    assert y.dtype == np.float64 and y.requires_grad and y.grad_fn is not None
+    (y * y).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad, [2.0, 4.0])
+    z = tl.tensor([1.0], requires_grad=True, dtype="float64")
+    (z.float() * 3).sum().backward()
+    assert z.grad.dtype == np.float64 and z.grad.tolist() == [3.0]
+    (z.to(tl.float32) * 2).sum().backward()
+    assert z.grad.tolist() == [5.0]
+    assert x.to(tl.float32) is x and x.float() is x
+    ints = x.long()
+    assert ints.dtype == np.int64 and not ints.requires_grad
+
+
+def test_clone_copies_the_data_and_keeps_the_graph():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    c = x.clone()
+    assert c.data is not x.data and c.requires_grad
+    (c * c).sum().backward()
+    np.testing.assert_allclose(x.grad, [2.0, 4.0])
+    plain = tl.tensor([1.0, 2.0])
+    copy = plain.clone()
+    copy[0] = 7.0
+    assert plain.tolist() == [1.0, 2.0]
+
+
+def test_split_and_chunk_follow_torch_semantics():
+    x = tl.arange(10, dtype="float32").reshape(5, 2)
+    assert [p.shape for p in x.split(2)] == [(2, 2), (2, 2), (1, 2)]
+    assert [p.tolist() for p in tl.split(x, [1, 4])][0] == [[0.0, 1.0]]
+    assert [p.shape for p in x.split(1, dim=1)] == [(5, 1), (5, 1)]
+    assert [p.shape for p in x.chunk(3)] == [(2, 2), (2, 2), (1, 2)]
+    assert [p.shape for p in tl.chunk(tl.ones(5), 4)] == [(2,), (2,), (1,)]  # fewer than asked
+    assert isinstance(x.split(2), tuple)
+    with pytest.raises(ValueError, match=r"sizes \[1, 2\] must .*add up to 5"):
+        x.split([1, 2])
+    with pytest.raises(ValueError, match="positive"):
+        x.chunk(0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_dropout_with_p_one(training):
+    x = tl.ones(3, 4, requires_grad=True)
+    out = tl.nn.functional.dropout(x, p=1.0, training=training)
+    np.testing.assert_array_equal(out.data, 0.0 if training else 1.0)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, 0.0 if training else 1.0)
+    layer = tl.nn.Dropout(1.0)
+    layer.train(training)
+    np.testing.assert_array_equal(layer(x).data, 0.0 if training else 1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tl.nn.functional.dropout(x, p=1.5)
+
+
+def test_tril_triu_need_two_dimensions():
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        tl.ones(3).tril()
+    mask = tl.ones(3, 3).tril()
+    assert mask.tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    assert tl.triu(tl.ones(2, 3), 1).tolist() == [[0, 1, 1], [0, 0, 1]]
+
+
+def test_softmax_backward_uses_the_gpu_kernel_where_it_applies(monkeypatch):
+    """On the CPU the exercise's formula runs; where the GPU kernels apply (float32 on a GPU),
+    Softmax.backward hands the work to backend.softmax_backward. The GPU case is simulated."""
+    x = tl.randn(3, 4, requires_grad=True)
+    y = x.softmax(-1)
+    calls = []
+    monkeypatch.setattr(tl.backend, "gpu_kernels_apply", lambda *arrays: True)
+    monkeypatch.setattr(tl.backend, "softmax_backward", lambda y, dy, axis: calls.append(axis) or dy * 0)
+    (y * tl.randn(3, 4)).sum().backward()
+    assert calls == [-1]

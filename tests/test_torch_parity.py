@@ -198,3 +198,76 @@ def test_warmup_cosine_matches_pytorch_lambda_schedule():
         sched.step()
         topt.step()
         tsched.step()
+
+
+NEW_OPS = [
+    ("softplus", lambda a: F.softplus(a), lambda a: TF.softplus(a), 10.0),
+    ("softplus beta threshold", lambda a: F.softplus(a, beta=2.0, threshold=3.0),
+     lambda a: TF.softplus(a, beta=2.0, threshold=3.0), 4.0),
+    ("logsigmoid", lambda a: F.logsigmoid(a), lambda a: TF.logsigmoid(a), 30.0),
+    ("silu", lambda a: F.silu(a), lambda a: TF.silu(a), 5.0),
+    ("tril", lambda a: a.tril(), lambda a: a.tril(), 1.0),
+    ("tril diagonal", lambda a: tl.tril(a, -1), lambda a: torch.tril(a, -1), 1.0),
+    ("triu diagonal", lambda a: a.triu(2), lambda a: a.triu(2), 1.0),
+    ("normalize", lambda a: F.normalize(a), lambda a: TF.normalize(a), 1.0),
+    ("normalize p1 dim -1", lambda a: F.normalize(a, p=1, dim=-1), lambda a: TF.normalize(a, p=1, dim=-1), 1.0),
+    ("normalize p3 dim 0", lambda a: F.normalize(a, p=3, dim=0), lambda a: TF.normalize(a, p=3, dim=0), 1.0),
+    ("clone", lambda a: a.clone() * 2, lambda a: a.clone() * 2, 1.0),
+    ("cast", lambda a: a.float().double() * 2, lambda a: a.float().double() * 2, 1.0),
+    ("split", lambda a: tl.cat([p * (i + 1.0) for i, p in enumerate(a.split([1, 2, 1], dim=1))], 1),
+     lambda a: torch.cat([p * (i + 1.0) for i, p in enumerate(a.split([1, 2, 1], dim=1))], 1), 1.0),
+    ("chunk", lambda a: tl.cat([p * (i + 1.0) for i, p in enumerate(a.chunk(2, dim=2))], 2),
+     lambda a: torch.cat([p * (i + 1.0) for i, p in enumerate(a.chunk(2, dim=2))], 2), 1.0),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs,scale", NEW_OPS, ids=[o[0] for o in NEW_OPS])
+def test_sequence_and_activation_ops_match_pytorch(name, ours, theirs, scale):
+    compare(ours, theirs, rng.standard_normal((3, 4, 5)) * scale, rtol=1e-7 if name == "cast" else 1e-10)
+
+
+def test_normalize_of_a_zero_vector_matches_pytorch():
+    """||x|| <= eps: y = x / eps, and the gradient is g / eps (the norm is a constant there)."""
+    x = rng.standard_normal((3, 4))
+    x[1] = 0.0
+    compare(lambda a: F.normalize(a, dim=1), lambda a: TF.normalize(a, dim=1), x)
+
+
+def test_maximum_minimum_split_ties_like_pytorch():
+    """On a tie each input gets half of the gradient, broadcasting included."""
+    a = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    b = np.array([[2.0], [3.0]])
+    compare(lambda x, y: tl.maximum(x, y), lambda x, y: torch.maximum(x, y), a, b)
+    compare(lambda x, y: tl.minimum(x, y), lambda x, y: torch.minimum(x, y), a, b)
+    compare(lambda x, y: x.maximum(y), lambda x, y: x.maximum(y), a, a.copy())  # all tied
+
+
+def test_full_max_and_amax_along_a_dim_share_ties_like_pytorch():
+    """x.max() splits the gradient evenly among tied maxima in PyTorch, as does x.amax(dim);
+    our max(dim) returns values only and follows amax."""
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
+    compare(lambda a: a.max(), lambda a: a.max(), x)
+    compare(lambda a: a.max(1), lambda a: a.amax(1), x)
+    compare(lambda a: a.min(0), lambda a: a.amin(0), x)
+
+
+def test_activation_modules_match_pytorch():
+    x = rng.standard_normal((4, 6)) * 5
+    for ours, theirs in [(tl.nn.Softplus(beta=0.5, threshold=4.0), torch.nn.Softplus(beta=0.5, threshold=4.0)),
+                         (tl.nn.SiLU(), torch.nn.SiLU()), (tl.nn.LogSigmoid(), torch.nn.LogSigmoid())]:
+        compare(ours, theirs, x)
+
+
+def test_embedding_from_pretrained_matches_pytorch():
+    vectors = rng.standard_normal((5, 3))
+    ids = np.array([[0, 4, 1], [1, 1, 2]])
+    for freeze in (True, False):
+        ours = tl.nn.Embedding.from_pretrained(tl.tensor(vectors, dtype="float64"), freeze=freeze, padding_idx=1)
+        theirs = torch.nn.Embedding.from_pretrained(torch.tensor(vectors), freeze=freeze, padding_idx=1)
+        assert ours.weight.requires_grad == theirs.weight.requires_grad == (not freeze)
+        out_ours, out_theirs = ours(ids), theirs(torch.tensor(ids))
+        np.testing.assert_array_equal(out_ours.data, out_theirs.detach().numpy())
+        if not freeze:
+            (out_ours * 2).sum().backward()
+            (out_theirs * 2).sum().backward()
+            np.testing.assert_array_equal(ours.weight.grad, theirs.weight.grad.numpy())

@@ -79,7 +79,7 @@ def test_freeze_lower_and_unfreeze_top():
 def test_frozen_batchnorm_stays_in_eval_while_training():
     model = tl.models.resnet_mini(5)
     transfer.freeze_lower(model, 2)
-    stem_mean = model.stem[1].running_mean.copy()
+    stem_mean = model.stem[1].running_mean.clone()
     x, y = images(8), rng.integers(0, 5, 8)
     opt = tl.optim.Adam(transfer.trainable_parameters(model), lr=1e-3)
     transfer.train_steps(model, transfer.make_loader(x, y, 4), opt, epochs=1)
@@ -216,7 +216,7 @@ def test_lp_ft_trains_the_head_first_then_everything():
 
 def test_freeze_bn_keeps_the_source_statistics_while_fine_tuning():
     model = tl.models.resnet_mini(3)
-    mean = model.layer3[0].bn1.running_mean.copy()
+    mean = model.layer3[0].bn1.running_mean.clone()
     x, y = images(16), rng.integers(0, 3, 16)
     transfer.finetune(model, x, y, steps=2, batch_size=8, freeze_bn=True)
     np.testing.assert_array_equal(model.layer3[0].bn1.running_mean, mean)

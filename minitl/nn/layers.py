@@ -36,15 +36,35 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """A table of `num_embeddings` vectors; `forward(ids)` looks rows up (N(0, 1) init)."""
+    """A table of `num_embeddings` vectors; `forward(ids)` looks rows up (N(0, 1) init, the
+    `padding_idx` row zero). `Embedding.from_pretrained(vectors)` starts from given vectors."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, _weight=None):
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        if _weight is not None:  # from_pretrained: the given vectors, no random draw
+            self.weight = _weight
+            return
         self.weight = Parameter(np.empty((num_embeddings, embedding_dim), dtype=np.float32))
         init.normal_(self.weight)
         if padding_idx is not None:
             self.weight.data[padding_idx] = 0
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+        """An Embedding whose table is `embeddings` (num_embeddings, embedding_dim), e.g.
+        word2vec or GloVe vectors. As in PyTorch a Tensor's data is shared, not copied, and
+        its dtype kept (a NumPy array is taken as float32, shared when it already is);
+        `freeze=True` leaves the table out of training (requires_grad False). The
+        `padding_idx` row is not zeroed, but receives no gradient."""
+        weight = Parameter(embeddings, requires_grad=not freeze)
+        if weight.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D (num_embeddings, "
+                             f"embedding_dim), got shape {tuple(weight.shape)}")
+        rows, dim = weight.shape
+        if padding_idx is not None and not -rows <= padding_idx < rows:
+            raise ValueError(f"Embedding.from_pretrained: padding_idx {padding_idx} is outside the {rows} rows")
+        return cls(rows, dim, padding_idx, _weight=weight)
 
     def forward(self, indices):
         return ops.embedding(indices, self.weight, self.padding_idx)
@@ -127,6 +147,28 @@ class Sigmoid(Module):
         return ops.sigmoid(x)
 
 
+class LogSigmoid(Module):
+    def forward(self, x):
+        return ops.logsigmoid(x)
+
+
+class SiLU(Module):
+    def forward(self, x):
+        return ops.silu(x)
+
+
+class Softplus(Module):
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x):
+        return ops.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
 class Softmax(Module):
     def __init__(self, dim=-1):
         super().__init__()
@@ -135,10 +177,20 @@ class Softmax(Module):
     def forward(self, x):
         return ops.softmax(x, self.dim)
 
+    def extra_repr(self):
+        return f"dim={self.dim}"
 
-class LogSoftmax(Softmax):
+
+class LogSoftmax(Module):
+    def __init__(self, dim=-1):
+        super().__init__()
+        self.dim = dim
+
     def forward(self, x):
         return ops.log_softmax(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
 
 
 class CrossEntropyLoss(Module):

@@ -6,12 +6,17 @@ need no backward of their own (min, var, stack, squeeze, ...).
 """
 from __future__ import annotations
 
+import builtins
+
+import numpy as np
+
 from ..backend import xp_of
 from ..tensor import Tensor
-from .elementwise import (Abs, Add, Clamp, Div, Exp, Gelu, Log, Mul, Neg, Pow, Relu, Sigmoid,
-                          Sqrt, Sub, Tanh, as_tensor_like, binary_operands)
+from .elementwise import (Abs, Add, Cast, Clamp, Clone, Div, Exp, Gelu, Log, LogSigmoid, Maximum,
+                          Mul, Neg, Pow, Relu, Sigmoid, Silu, Softplus, Sqrt, Sub, Tanh,
+                          as_tensor_like, binary_operands)
 from .linalg import Linear, MatMul
-from .nn_ops import CrossEntropy, Dropout, Embedding, LayerNorm, LogSoftmax, Softmax
+from .nn_ops import CrossEntropy, Dropout, Embedding, LayerNorm, LogSoftmax, Normalize, Softmax
 from .reduce import Max, Mean, Sum, normalize_axes
 from .shape import Concat, Expand, GetItem, Pad, Permute, Reshape, Where
 from .conv import adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d  # noqa: F401  (vision)
@@ -85,8 +90,46 @@ def gelu(a, approximate="none"):
     return Gelu.apply(_tensor(a), approximate=approximate)
 
 
+def softplus(a, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta, linear where beta x > threshold (PyTorch's F.softplus)."""
+    return Softplus.apply(_tensor(a), beta=beta, threshold=threshold)
+
+
+def logsigmoid(a):
+    """log sigma(x) = -softplus(-x), without overflow for large |x|."""
+    return LogSigmoid.apply(_tensor(a))
+
+
+def silu(a):
+    """x * sigma(x) (also called swish)."""
+    return Silu.apply(_tensor(a))
+
+
 def clamp(a, min=None, max=None):
+    """Values limited to [min, max]; the gradient is 1 inside, bounds included (as in
+    PyTorch), and 0 outside."""
     return Clamp.apply(_tensor(a), low=min, high=max)
+
+
+def maximum(a, b):
+    """Elementwise max with broadcasting; on a tie each input gets half the gradient."""
+    return Maximum.apply(*binary_operands(a, b))
+
+
+def minimum(a, b):
+    """Elementwise min, as min(a, b) = -max(-a, -b) (ties share the gradient too)."""
+    a, b = binary_operands(a, b)
+    return neg(maximum(neg(a), neg(b)))
+
+
+def cast(a, dtype):
+    """`a` in another floating-point dtype, differentiably (what `.to(dtype)` runs)."""
+    return Cast.apply(a, np.dtype(dtype))
+
+
+def clone(a):
+    """A copy of `a`'s data that stays in the graph."""
+    return Clone.apply(_tensor(a))
 
 
 # --- reductions -------------------------------------------------------------------------------
@@ -100,10 +143,15 @@ def mean(a, dim=None, keepdim=False):
 
 
 def max(a, dim=None, keepdim=False):
+    """The largest value, over all elements or along `dim` (values only). Tied maxima share
+    the gradient equally, over all elements as in PyTorch's `x.max()`, and also along a dim,
+    as PyTorch's `x.amax(dim)` does; PyTorch's `x.max(dim)` returns (values, indices) instead
+    and sends the whole gradient to the one index it returns."""
     return Max.apply(_tensor(a), axis=dim, keepdims=keepdim)
 
 
 def min(a, dim=None, keepdim=False):
+    """The smallest value, as -max(-a): tied minima share the gradient equally, as in `max`."""
     return neg(max(neg(a), dim, keepdim))
 
 
@@ -173,6 +221,40 @@ def getitem(a, index):
     return GetItem.apply(a, index)
 
 
+def split(a, split_size_or_sections, dim=0):
+    """`a` cut along `dim` into a tuple of pieces (torch.split): pieces of
+    `split_size_or_sections` elements (the last one may be shorter), or of the sizes in a list,
+    which must add up to the size of `dim`. Each piece is a slice, so its gradient flows back
+    into its place."""
+    dim = normalize_axes(dim, a.ndim)[0]
+    n = a.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size < 0 or (size == 0 and n > 0):
+            raise ValueError(f"split: split_size must be a positive integer, got {size}")
+        if size == 0:  # only for an empty dimension, as in PyTorch
+            sizes = [0]
+        else:
+            sizes = [size] * (n // size) + ([n % size] if n % size else [])
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != n or builtins.min(sizes, default=0) < 0:
+            raise ValueError(f"split: sizes {sizes} must be non-negative and add up to {n}, the size of "
+                             f"dimension {dim} of shape {tuple(a.shape)}")
+    starts = np.cumsum([0] + sizes[:-1])
+    lead = (slice(None),) * dim
+    return tuple(getitem(a, lead + (slice(int(start), int(start) + size),)) for start, size in zip(starts, sizes))
+
+
+def chunk(a, chunks, dim=0):
+    """`a` cut along `dim` into `chunks` pieces of ceil(n / chunks) elements (torch.chunk):
+    the last one may be shorter, and there may be fewer than `chunks` pieces."""
+    if not isinstance(chunks, int) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive integer, got {chunks!r}")
+    n = a.shape[normalize_axes(dim, a.ndim)[0]]
+    return split(a, -(-n // chunks), dim)
+
+
 def cat(tensors, dim=0):
     return Concat.apply(*[_tensor(t) for t in tensors], axis=dim)
 
@@ -229,6 +311,26 @@ def masked_fill(a, mask, value):
     return Where.apply(as_tensor_like(value, a), a, cond)
 
 
+def tril(a, diagonal=0):
+    """The lower triangle of the last two axes: element (i, j) kept where j <= i + diagonal,
+    zero above (attention's causal mask)."""
+    return _keep_triangle(a, diagonal, lower=True)
+
+
+def triu(a, diagonal=0):
+    """The upper triangle of the last two axes: element (i, j) kept where j >= i + diagonal."""
+    return _keep_triangle(a, diagonal, lower=False)
+
+
+def _keep_triangle(a, diagonal, lower):
+    if a.ndim < 2:
+        raise ValueError(f"{'tril' if lower else 'triu'}: needs at least 2 dimensions, got shape {tuple(a.shape)}")
+    rows, cols = a.shape[-2:]
+    tri = xp_of(a.data).tri  # tri(n, m, k)[i, j] = j <= i + k
+    keep = tri(rows, cols, diagonal, dtype=bool) if lower else ~tri(rows, cols, diagonal - 1, dtype=bool)
+    return Where.apply(a, as_tensor_like(0, a), keep)
+
+
 # --- network ops -----------------------------------------------------------------------------
 
 def softmax(a, dim=-1):
@@ -237,6 +339,13 @@ def softmax(a, dim=-1):
 
 def log_softmax(a, dim=-1):
     return LogSoftmax.apply(a, axis=dim)
+
+
+def normalize(a, p=2.0, dim=1, eps=1e-12):
+    """a / max(||a||_p, eps) along `dim` (PyTorch's F.normalize); p >= 1."""
+    if not (1 <= p < float("inf")):
+        raise ValueError(f"normalize: p must be a finite number >= 1 (an L_p norm), got {p}")
+    return Normalize.apply(a, p=p, axis=dim, eps=eps)
 
 
 def linear(x, weight, bias=None):
@@ -251,12 +360,13 @@ def embedding(indices, weight, padding_idx=None):
 
 
 def dropout(a, p=0.5, training=True):
-    if not 0.0 <= p < 1.0:
-        if p == 1.0:
-            return mul(a, 0.0)
+    """Inverted dropout while training; the identity otherwise. p = 1 drops everything (zeros)."""
+    if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must lie in [0, 1], got {p}")
     if not training or p == 0.0:
         return a
+    if p == 1.0:
+        return mul(a, 0.0)
     return Dropout.apply(a, p)
 
 
@@ -318,9 +428,10 @@ def mse_loss(input, target, reduction="mean"):
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
-    """-[y log s(x) + (1-y) log(1-s(x))] in the stable form max(x,0) - x y + log(1 + e^-|x|)."""
+    """-[y log s(x) + (1-y) log(1-s(x))] = softplus(x) - x y, with s the sigmoid: the stable
+    form, as softplus never overflows (no threshold here: the loss stays exact for large x)."""
     target = as_tensor_like(target, logits)
-    losses = relu(logits) - logits * target + log(1 + exp(-abs(logits)))
+    losses = softplus(logits, threshold=float("inf")) - logits * target
     if reduction == "none":
         return losses
     return sum(losses) if reduction == "sum" else mean(losses)

@@ -459,6 +459,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     evaluation it normalises with the running statistics."""
     from ..tensor import Tensor
 
+    # the running statistics are updated in place: work on the arrays of buffer Tensors
+    running_mean = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+    running_var = running_var.data if isinstance(running_var, Tensor) else running_var
     data = x.data
     xp = xp_of(data)
     channels = data.shape[1]

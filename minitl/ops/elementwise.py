@@ -214,10 +214,18 @@ class Tanh(Function):
 
 
 def stable_sigmoid(a):
-    """1 / (1 + e^-a) without overflow for large |a| (e^-a is only taken where a >= 0)."""
+    """sigma(a) = 1 / (1 + e^-a) on an array. For a < -88 (float32) e^-a overflows to inf and
+    the quotient is the right limit, 0: only NumPy's overflow warning is silenced."""
     xp = xp_of(a)
-    e = xp.exp(-xp.abs(a))
-    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+    with np.errstate(over="ignore"):
+        return 1 / (1 + xp.exp(-a))
+
+
+def stable_softplus(a):
+    """softplus(a) = log(1 + e^a) = -log sigma(-a) on an array, as max(a, 0) + log(1 + e^-|a|):
+    e^-|a| is at most 1, so nothing overflows."""
+    xp = xp_of(a)
+    return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
 
 
 class Sigmoid(Function):
@@ -231,6 +239,52 @@ class Sigmoid(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return grad * out * (1 - out)
+
+
+class Softplus(Function):
+    """softplus(x) = log(1 + e^(beta x)) / beta, and x itself where beta x > threshold (where
+    the two agree to float precision), as in PyTorch. d/dx = sigma(beta x), 1 above the threshold."""
+
+    @staticmethod
+    def forward(ctx, a, beta=1.0, threshold=20.0):
+        z = a * beta
+        linear = z > threshold
+        ctx.save_for_backward(z, linear)
+        return xp_of(a).where(linear, a, stable_softplus(z) / beta)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, linear = ctx.saved_tensors
+        return grad * xp_of(z).where(linear, 1, stable_sigmoid(z))
+
+
+class LogSigmoid(Function):
+    """log sigma(x) = -softplus(-x); d/dx = 1 - sigma(x) = sigma(-x)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return -stable_softplus(-a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return grad * stable_sigmoid(-a)
+
+
+class Silu(Function):
+    """SiLU (swish): x * sigma(x); d/dx = sigma(x) (1 + x (1 - sigma(x)))."""
+
+    @staticmethod
+    def forward(ctx, a):
+        s = stable_sigmoid(a)
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, s = ctx.saved_tensors
+        return grad * s * (1 + a * (1 - s))
 
 
 def relu_backward_rows(grad, relu_out, out):
@@ -316,3 +370,46 @@ class Clamp(Function):
         if high is not None:
             inside = inside & (a <= high)
         return grad * inside
+
+
+class Maximum(Function):
+    """Elementwise max(a, b) with broadcasting. The gradient goes to the larger input; on a
+    tie each input gets half of it, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _binary("maximum", np.maximum, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        half_on_ties = 0.5 * grad * (a == b)
+        grad_a = grad * (a > b) + half_on_ties
+        grad_b = grad * (a < b) + half_on_ties
+        return unbroadcast(grad_a, a.shape), unbroadcast(grad_b, b.shape)
+
+
+class Cast(Function):
+    """A copy in another floating-point dtype; the gradient is cast back to the input's."""
+
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.input_dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.astype(ctx.input_dtype)
+
+
+class Clone(Function):
+    """A copy of the data that stays in the graph (the identity: the gradient passes as is)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad

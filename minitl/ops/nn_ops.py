@@ -1,5 +1,6 @@
-"""The ops networks are made of: softmax and log-softmax (numerically stable), cross-entropy
-(integer targets, ignore_index, label smoothing), embedding lookup, dropout and layer norm.
+"""The ops networks are made of: softmax and log-softmax (numerically stable), L_p
+normalisation, cross-entropy (integer targets, ignore_index, label smoothing), embedding
+lookup, dropout and layer norm.
 
 Each has a hand-derived backward instead of being composed from smaller ops: fewer graph
 nodes, fewer temporaries, and the stable forms' gradients are simple closed expressions.
@@ -29,9 +30,11 @@ class Softmax(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        if backend.gpu_kernels_apply(out, grad):  # float32 on a GPU: the CUDA kernel of this formula
+            return backend.softmax_backward(out, grad, ctx.axis)
         # BEGIN EXERCISE autograd.softmax_backward
         # hint: the Jacobian of softmax is diag(y) - y y^T, so dx = y * (dy - sum(dy * y)) with the sum over the softmax axis (keepdims)
-        (out,) = ctx.saved_tensors
         return out * (grad - (grad * out).sum(axis=ctx.axis, keepdims=True))
         # END EXERCISE
 
@@ -48,6 +51,34 @@ class LogSoftmax(Function):
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
         return backend.log_softmax_backward(out, grad, ctx.axis)
+
+
+class Normalize(Function):
+    """y = x / max(||x||_p, eps) along `axis` (F.normalize): unit vectors, e.g. for cosine
+    similarity. With d = max(||x||_p, eps) and d||x||_p/dx = sign(x) |x|^(p-1) / ||x||_p^(p-1):
+
+        dx = g / d - sum(g * x) / d^2 * d||x||_p/dx      (the second term only where ||x||_p > eps)
+
+    which for p = 2 is dx = (g - y * sum(g * y)) / d: the gradient loses its component along y.
+    """
+
+    @staticmethod
+    def forward(ctx, x, p=2.0, axis=1, eps=1e-12):
+        xp = xp_of(x)
+        norm = (xp.abs(x) ** p).sum(axis=axis, keepdims=True) ** (1 / p)
+        denom = xp.maximum(norm, eps)
+        ctx.save_for_backward(x, norm, denom)
+        ctx.p, ctx.axis, ctx.eps = p, axis, eps
+        return x / denom
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, norm, denom = ctx.saved_tensors
+        xp, p = xp_of(x), ctx.p
+        above_eps = norm > ctx.eps
+        d_norm = xp.sign(x) * xp.abs(x) ** (p - 1) / xp.where(above_eps, norm, 1) ** (p - 1)
+        dot = (grad * x).sum(axis=ctx.axis, keepdims=True)
+        return grad / denom - (dot / (denom * denom)) * (d_norm * above_eps)
 
 
 class CrossEntropy(Function):

@@ -66,8 +66,10 @@ class Mean(Function):
 
 
 class Max(Function):
-    """Max over axes; ties share the gradient equally (so it stays a true subgradient and
-    the numerical check agrees)."""
+    """Max over axes; tied maxima share the gradient equally (so it stays a true subgradient
+    and the numerical check agrees): d max / d a_i = [a_i == max] / (number of ties). PyTorch
+    does the same for `x.max()` and `x.amax(dim)`; its `x.max(dim)`, which also returns
+    indices, gives the whole gradient to the one index it returns."""
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
