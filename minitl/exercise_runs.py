@@ -241,10 +241,16 @@ class Outcome:
 
 
 def stubs_named(results: list, known) -> list:
-    """The ids of exercises whose stub a failure reached, in order of appearance."""
+    """The ids of exercises whose stub a failure reached, in order of appearance.
+
+    Only the exception lines count (the message, and the traceback's "E   " lines, chained
+    exceptions included): a long traceback also prints source code, which may show a stub
+    that never ran.
+    """
     named = []
     for result in results:
-        for found in _STUB_MESSAGE.finditer(result.message + "\n" + result.text):
+        raised = [result.message] + [line for line in result.text.splitlines() if line.startswith("E ")]
+        for found in _STUB_MESSAGE.finditer("\n".join(raised)):
             if found.group("id") in known and found.group("id") not in named:
                 named.append(found.group("id"))
     return named

@@ -124,23 +124,23 @@ def find_copy(folder: Path) -> tuple:
                   + "; hand in the folder that `minitl exercises export` wrote")
 
 
-def _readable(path: Path, rel: Path) -> tuple:
-    """(text, "") or (None, why the file cannot be used)."""
+def _unusable(path: Path, rel: Path) -> str:
+    """Why a source file of the submission cannot be used (not UTF-8, a syntax error), or ""."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
-        return None, (f"{rel.as_posix()} is not UTF-8 text (byte 0x{data[err.start]:02x} on "
-                      f"line {line}); save it as UTF-8")
+        return (f"{rel.as_posix()} is not UTF-8 text (byte 0x{data[err.start]:02x} on line "
+                f"{line}); save it as UTF-8")
     if rel.suffix == ".py":
         try:
             compile(text, rel.as_posix(), "exec", dont_inherit=True)
         except SyntaxError as err:
-            return None, f"syntax error at {rel.as_posix()}:{err.lineno}: {err.msg}"
+            return f"syntax error at {rel.as_posix()}:{err.lineno}: {err.msg}"
         except ValueError as err:  # e.g. a null byte
-            return None, f"{rel.as_posix()} cannot be compiled: {err}"
-    return text, ""
+            return f"{rel.as_posix()} cannot be compiled: {err}"
+    return ""
 
 
 def _student_sources(copy: Path) -> list:
@@ -168,9 +168,7 @@ def build_workspace(teacher: Teacher, copy: Path, work: Path) -> tuple:
     damaged, notes = {}, []
     student = _student_sources(copy)
     for rel in student:
-        text, problem = (None, "")
-        if rel.suffix in ex.LANGUAGES:
-            text, problem = _readable(copy / rel, rel)
+        problem = _unusable(copy / rel, rel) if rel.suffix in ex.LANGUAGES else ""
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         if problem:
             damaged[rel] = problem
@@ -179,11 +177,16 @@ def build_workspace(teacher: Teacher, copy: Path, work: Path) -> tuple:
     for rel in sorted(sources - set(student)):
         damaged[rel] = f"{rel.as_posix()} was deleted"
     for rel, problem in damaged.items():
-        if rel in sources:  # graded as not done; the rest of the copy still imports
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel not in sources:
+            notes.append(f"{problem}; left out")
+            continue
+        # graded as not done, while the rest of the copy still imports
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.suffix in ex.LANGUAGES:
             (work / rel).write_text(teacher.stubbed_version(rel), encoding="utf-8")
-        notes.append(f"{problem}; graded with the teacher's version of the file"
-                     if rel in sources else f"{problem}; left out")
+        else:
+            shutil.copyfile(teacher.root / rel, work / rel)
+        notes.append(f"{problem}; graded with the teacher's version of the file")
     changed = _changed_outside_exercises(teacher, work, sources - set(damaged))
     if changed:
         notes.append("changed outside the exercises (graded as handed in; worth a look): "
@@ -365,7 +368,10 @@ def class_summary(reports: list) -> str:
     """The pass rate per exercise (in lesson order) and per student, and the class's total."""
     exercises = [(g.exercise, g.lesson) for g in reports[0].grades] if reports else []
     width = max([len("exercise"), *(len(e) for e, _ in exercises)])
-    lines = [f"Class summary: {len(reports)} students, {len(exercises)} exercises", "",
+    def count(n, what):
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    lines = [f"Class summary: {count(len(reports), 'student')}, {count(len(exercises), 'exercise')}", "",
              f"{'exercise':<{width}}  lesson  passed  rate"]
     for position, (ex_id, lesson) in enumerate(exercises):
         passed = sum(r.grades[position].passed for r in reports)
