@@ -217,3 +217,20 @@ ax.set_xlabel("x")
 report.figure(fig, "tanh_and_derivative", "tanh and its derivative from one backward pass")
 report.metric("dc/da for b = a + a; c = b + b", float(a.grad) if a.grad is not None else None)
 report.note("Autograd: a topological-order backward sums every contribution before passing it on.")
+
+# %% [markdown]
+# ## Exercises
+#
+# The exercises of this lesson, in the order it meets them. In a student copy
+# (`minitl exercises export DIR --lesson 1`), make each one's tests pass:
+#
+# - `autograd.topological_sort`: `minitl exercises check autograd.topological_sort`
+# - `autograd.unbroadcast`: `minitl exercises check autograd.unbroadcast`
+# - `autograd.add_backward`: `minitl exercises check autograd.add_backward`
+# - `autograd.mul_backward`: `minitl exercises check autograd.mul_backward`
+# - `autograd.sum_backward`: `minitl exercises check autograd.sum_backward`
+# - `autograd.matmul_backward`: `minitl exercises check autograd.matmul_backward`
+# - `autograd.exp_backward`: `minitl exercises check autograd.exp_backward`
+# - `autograd.log_backward`: `minitl exercises check autograd.log_backward`
+# - `autograd.getitem_backward`: `minitl exercises check autograd.getitem_backward`
+# - `autograd.softmax_backward`: `minitl exercises check autograd.softmax_backward`

@@ -160,3 +160,17 @@ fig.tight_layout()
 report.figure(fig, "confusion", "confusion matrix on the test set")
 worst = np.argsort(np.diag(confusion) / confusion.sum(1))[:3]
 print("hardest classes:", [FASHION_MNIST_CLASSES[k] for k in worst])
+
+# %% [markdown]
+# ## Exercises
+#
+# The exercises of this lesson, in the order it meets them. In a student copy
+# (`minitl exercises export DIR --lesson 2`), make each one's tests pass:
+#
+# - `nn.linear_forward`: `minitl exercises check nn.linear_forward`
+# - `nn.linear_backward`: `minitl exercises check nn.linear_backward`
+# - `autograd.cross_entropy_forward`: `minitl exercises check autograd.cross_entropy_forward`
+# - `autograd.cross_entropy_backward`: `minitl exercises check autograd.cross_entropy_backward`
+# - `nn.layer_norm_backward`: `minitl exercises check nn.layer_norm_backward`
+# - `optim.sgd_momentum`: `minitl exercises check optim.sgd_momentum`
+# - `optim.adam`: `minitl exercises check optim.adam`

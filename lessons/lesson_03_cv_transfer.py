@@ -200,3 +200,15 @@ best = {t["labels"]: max(summary, key=lambda s: s["mean"] if s["labels"] == t["l
 for n, t in best.items():
     scratch = next(s for s in summary if s["labels"] == n and s["approach"] == "scratch")
     report.metric(f"best_minus_scratch_at_{n}", round(t["mean"] - scratch["mean"], 4))
+
+# %% [markdown]
+# ## Exercises
+#
+# The exercises of this lesson, in the order it meets them. In a student copy
+# (`minitl exercises export DIR --lesson 3`), make each one's tests pass:
+#
+# - `vision.conv2d_im2col`: `minitl exercises check vision.conv2d_im2col`
+# - `vision.conv2d_backward`: `minitl exercises check vision.conv2d_backward`
+# - `vision.maxpool_backward`: `minitl exercises check vision.maxpool_backward`
+# - `vision.batchnorm_backward`: `minitl exercises check vision.batchnorm_backward`
+# - `transfer.freeze`: `minitl exercises check transfer.freeze`

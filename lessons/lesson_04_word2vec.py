@@ -149,3 +149,13 @@ report.figure(fig, "word2vec_pca", "word2vec vectors of chosen words on their fi
 for word in ("bank", "spring", "bark"):
     if word in wv:
         print(word, "->", ", ".join(w for w, _ in wv.most_similar(word, topn=10)))
+
+# %% [markdown]
+# ## Exercises
+#
+# The exercises of this lesson, in the order it meets them. In a student copy
+# (`minitl exercises export DIR --lesson 4`), make each one's tests pass:
+#
+# - `embeddings.sgns_loss`: `minitl exercises check embeddings.sgns_loss`
+# - `embeddings.subsample_probability`: `minitl exercises check embeddings.subsample_probability`
+# - `embeddings.three_cos_add`: `minitl exercises check embeddings.three_cos_add`

@@ -103,3 +103,12 @@ for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy"):
 words = ["king", "queen", "man", "woman", "horse", "dog", "red", "green", "iron", "gold", "river", "sea"]
 report.figure(wv.pca_figure([w for w in words if w in wv], title="GloVe vectors, first two principal components"),
               "glove_pca", "GloVe vectors of chosen words on their first two principal components.")
+
+# %% [markdown]
+# ## Exercises
+#
+# The exercises of this lesson, in the order it meets them. In a student copy
+# (`minitl exercises export DIR --lesson 5`), make each one's tests pass:
+#
+# - `embeddings.glove_weighting`: `minitl exercises check embeddings.glove_weighting`
+# - `embeddings.glove_loss`: `minitl exercises check embeddings.glove_loss`
