@@ -19,7 +19,7 @@ setup(
     + ["minitl.kernels", "minitl.kernels.emulation", "minitl.lessons"],
     package_dir={"minitl.kernels": "kernels", "minitl.lessons": "lessons"},
     # the CPU emulation of the CUDA kernels compiles its C++ sources with g++ when first used
-    package_data={"minitl.kernels": ["*.cu", "*.md"], "minitl.kernels.emulation": ["*.h", "*.cpp"],
+    package_data={"minitl": ["exercise_deps.json"], "minitl.kernels": ["*.cu", "*.md"], "minitl.kernels.emulation": ["*.h", "*.cpp"],
                   "minitl.lessons": ["*.py"]},
     install_requires=[
         "numpy>=1.24",

@@ -372,8 +372,11 @@ if EMULATE:
 # * `gpu.softmax_warp_sum`: the butterfly sum of the softmax (`group_sum`), like
 #   `group_max` above with `+` for `fmaxf`.
 #
-# `minitl exercises export ~/my-minitl` writes a copy where they are stubbed; there
-# `minitl exercises check gpu.sgemm_tiled` compiles your CUDA with g++, runs it through
+# - `gpu.sgemm_tiled`: `minitl exercises check gpu.sgemm_tiled`
+# - `gpu.softmax_warp_sum`: `minitl exercises check gpu.softmax_warp_sum`
+#
+# `minitl exercises export ~/my-minitl --lesson 12` writes a copy where they are stubbed;
+# there each check command compiles your CUDA with g++, runs it through
 # the emulation and compares it with NumPy, on a laptop. A missing barrier shows up as a
 # wrong answer, and a barrier some threads never reach as an error naming the waiting
 # threads, where a GPU would simply hang.
