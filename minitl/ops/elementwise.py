@@ -220,6 +220,12 @@ def stable_sigmoid(a):
     return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
+def softplus_array(a):
+    """log(1 + e^a) = -log sigmoid(-a) without overflow: max(a, 0) + log1p(e^-|a|)."""
+    xp = xp_of(a)
+    return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
+
+
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, a):
