@@ -144,3 +144,16 @@ def test_glove_learns_planted_topics():
     assert topic_gap(glove.wv) > 0.5, topic_gap(glove.wv)
     # the vectors are W + W~
     np.testing.assert_allclose(glove.wv.vectors, glove.model.w.data + glove.model.w_tilde.data)
+
+
+def test_glove_command_line(tmp_path, capsys):
+    from minitl.cli import main
+    text = tmp_path / "planted.txt"
+    text.write_text("\n".join(" ".join(s) for s in planted_corpus(400)))
+    out = tmp_path / "glove.bin"
+    assert main(["glove", "--corpus", str(text), "--epochs", "2", "--vector-size", "8", "--min-count", "1",
+                 "--window", "3", "--batch-size", "256", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "co-occurring pairs" in printed and "time per epoch" in printed and "WordSim-353" in printed
+    from minitl.embeddings import KeyedVectors
+    assert KeyedVectors.load_word2vec_format(out, binary=True).vector_size == 8
