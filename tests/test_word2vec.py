@@ -177,6 +177,17 @@ def test_shared_negatives_loss_is_sgns_with_weighted_shared_noise():
     np.testing.assert_allclose(grad_noise, expected_noise, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_and_sigmoid_helpers_do_not_overflow(dtype):
+    from minitl.ops.elementwise import softplus_array, stable_sigmoid
+    x = np.array([-1000.0, -90.0, -3.0, 0.0, 2.5, 90.0, 1000.0], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):     # no overflow, no nan
+        soft, sig = softplus_array(x), stable_sigmoid(x)
+    np.testing.assert_allclose(soft, np.logaddexp(0, x.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(sig, 0.5 * np.tanh(0.5 * x.astype(np.float64)) + 0.5, rtol=1e-6, atol=1e-30)
+    assert soft.dtype == sig.dtype == dtype
+
+
 def test_shared_negatives_op_gradcheck():
     rng = np.random.default_rng(6)
     w_in, w_out = rng.standard_normal((8, 3)) * 0.5, rng.standard_normal((8, 3)) * 0.5
