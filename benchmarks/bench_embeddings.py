@@ -2,7 +2,7 @@
 
     python benchmarks/bench_embeddings.py                 # GCIDE, 1 epoch of skip-gram each
     python benchmarks/bench_embeddings.py --words 500000 --epochs 1 --json out.json
-    python benchmarks/bench_embeddings.py --classic       # also the per-pair negatives path
+    python benchmarks/bench_embeddings.py --shared        # also minitl's shared-negatives option
 
 Words per second = (corpus words x epochs) / training seconds, counted the same way for both
 (every corpus token, before sub-sampling). Also times one GloVe epoch (gensim has no GloVe).
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minitl.data.text import gcide_corpus  # noqa: E402
 from minitl.embeddings import GloVe, Word2Vec, evaluate, format_report  # noqa: E402
-from minitl.embeddings.word2vec import sample_corpus  # noqa: E402
+from minitl.embeddings.corpus import sample_corpus  # noqa: E402
 
 
 def main(argv=None):
@@ -31,9 +31,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--sg", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1024, help="minitl's pairs per step")
-    parser.add_argument("--noise-words", type=int, default=64, help="minitl's shared noise words per step")
-    parser.add_argument("--classic", action="store_true",
-                        help="also time minitl's classic path (K negatives drawn per pair)")
+    parser.add_argument("--shared", action="store_true",
+                        help="also time minitl's shared-negatives option (--noise-words per batch)")
+    parser.add_argument("--noise-words", type=int, default=64, help="with --shared: noise words per step")
     parser.add_argument("--glove", action="store_true", help="also time GloVe epochs")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
@@ -56,11 +56,10 @@ def main(argv=None):
         print(f"minitl  {model.train_seconds:7.1f} s  {model.words_per_second:10,.0f} words/s  ({description})")
         print(format_report(figures[f"{key}_eval"]))
 
-    run_minitl("minitl", f"shared negatives: {args.noise_words} noise words per {args.batch_size} pairs",
-               noise_words=args.noise_words)
-    if args.classic:
-        run_minitl("minitl_classic", f"classic: {settings['negative']} negatives drawn per pair",
-                   shared_negatives=False)
+    run_minitl("minitl", f"the default: {settings['negative']} negatives drawn per pair, as gensim")
+    if args.shared:
+        run_minitl("minitl_shared", f"shared negatives: {args.noise_words} noise words per {args.batch_size} pairs",
+                   shared_negatives=True, noise_words=args.noise_words)
 
     try:
         from gensim.models import Word2Vec as GensimWord2Vec
@@ -81,9 +80,9 @@ def main(argv=None):
         print(format_report(figures["gensim_eval"]))
         figures["ratio"] = figures["minitl_words_per_s"] / figures["gensim_words_per_s"]
         print(f"minitl / gensim words/s: {figures['ratio']:.2f}x")
-        if args.classic:
-            figures["classic_ratio"] = figures["minitl_classic_words_per_s"] / figures["gensim_words_per_s"]
-            print(f"minitl classic / gensim words/s: {figures['classic_ratio']:.2f}x")
+        if args.shared:
+            figures["shared_ratio"] = figures["minitl_shared_words_per_s"] / figures["gensim_words_per_s"]
+            print(f"minitl shared negatives / gensim words/s: {figures['shared_ratio']:.2f}x")
 
     if args.glove:
         glove = GloVe(vector_size=100, window=10, epochs=2, progress=False).count(corpus)

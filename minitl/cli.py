@@ -267,9 +267,9 @@ def add_tour_parser(subparsers) -> None:
 
 DELEGATED = {
     # name: (module, function, one-line help)
-    "word2vec": ("minitl.embeddings.word2vec", "word2vec_main",
+    "word2vec": ("minitl.embeddings.cli", "word2vec_main",
                  "train word2vec (skip-gram/CBOW) on GCIDE or a text file and evaluate it"),
-    "glove": ("minitl.embeddings.glove", "glove_main", "train GloVe vectors and evaluate them"),
+    "glove": ("minitl.embeddings.cli", "glove_main", "train GloVe vectors and evaluate them"),
     "pretrain": ({"resnet-mini": ("minitl.pretrained", "pretrain_main")},
                  "pretrain a model on the source task and cache it: pretrain resnet-mini"),
     "experiment": ({"transfer": ("minitl.experiments.transfer_table", "experiment_transfer_main"),

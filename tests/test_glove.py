@@ -7,7 +7,9 @@ import pytest
 import minitl as tl
 from minitl.embeddings import GloVe, cooccurrence_matrix
 from minitl.embeddings.glove import GloVeLoss, glove_loss, glove_weighting
-from minitl.embeddings.sparse import RowSparseGrad, SparseAdagrad, segment_sum
+from minitl.fastpath import sparse as fast_sparse
+from minitl.optim import SparseAdagrad
+from minitl.optim.sparse import RowSparseGrad, segment_sum
 from test_word2vec import planted_corpus, topic_gap
 
 
@@ -50,17 +52,16 @@ def test_cooccurrence_small_example_by_hand():
                                            (0, 2): 0.5, (2, 0): 0.5}
 
 
-@pytest.mark.parametrize("presorted", [True, False])
-def test_segment_sum_adds_rows_of_equal_index(presorted):
+@pytest.mark.parametrize("fast", [False, True])
+def test_segment_sum_adds_rows_of_equal_index(fast):
     rng = np.random.default_rng(1)
     indices = rng.integers(0, 6, 40)
-    if presorted:                                   # the path GloVe's row-sorted batches take
-        indices = np.sort(indices)
-    values = rng.standard_normal((40, 3)).astype(np.float32)
-    unique, sums = segment_sum(indices, values)
+    values = rng.standard_normal((40, 3))
+    with tl.fastpath.use(fast):
+        unique, sums = segment_sum(indices, values)
     assert unique.tolist() == sorted(set(indices.tolist()))
     for u, row in zip(unique, sums):
-        np.testing.assert_allclose(row, values[indices == u].sum(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(row, values[indices == u].sum(axis=0), rtol=1e-12)
 
 
 def test_sparse_adagrad_is_glove_c_rule():
@@ -73,6 +74,37 @@ def test_sparse_adagrad_is_glove_c_rule():
     g = np.array([[3.0, 0.0], [0.0, 0.0], [2.0, 4.0]])
     expected = 1 - lr * g / np.sqrt(1 + (lr * g) ** 2)
     np.testing.assert_allclose(w.data, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("width", [1, 3, 100])
+def test_fast_adagrad_rows_equal_the_reference(width):
+    rng = np.random.default_rng(width)
+    start, accumulator = rng.standard_normal((9, width)), rng.uniform(1, 3, (9, width))
+    rows, grad = np.array([7, 0, 4, 8]), rng.standard_normal((4, width))
+    expected_w, expected_g = start.copy(), accumulator.copy()
+    expected_g[rows] += grad * grad
+    expected_w[rows] -= 0.3 * grad / np.sqrt(expected_g[rows])
+    fast_sparse.adagrad_rows(start, accumulator, rows, grad, 0.3)
+    np.testing.assert_allclose(start, expected_w, rtol=1e-13)
+    np.testing.assert_allclose(accumulator, expected_g, rtol=1e-13)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_sparse_adagrad_on_dense_and_sparse_gradients_agree(fast):
+    rng = np.random.default_rng(2)
+    start, dense = rng.standard_normal((6, 4)), np.zeros((6, 4))
+    rows, values = np.array([5, 1, 5]), rng.standard_normal((3, 4))
+    np.add.at(dense, rows, values)
+    results = []
+    for grad in (RowSparseGrad(rows, values, (6, 4)), dense):
+        w = tl.tensor(start.copy(), dtype=tl.float64, requires_grad=True)
+        opt = SparseAdagrad([w], lr=0.1)
+        for _ in range(2):
+            w.grad = grad
+            with tl.fastpath.use(fast):
+                opt.step()
+        results.append(w.data)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12)
 
 
 @pytest.mark.exercise("embeddings.glove_weighting")
@@ -112,3 +144,16 @@ def test_glove_learns_planted_topics():
     assert topic_gap(glove.wv) > 0.5, topic_gap(glove.wv)
     # the vectors are W + W~
     np.testing.assert_allclose(glove.wv.vectors, glove.model.w.data + glove.model.w_tilde.data)
+
+
+def test_glove_command_line(tmp_path, capsys):
+    from minitl.cli import main
+    text = tmp_path / "planted.txt"
+    text.write_text("\n".join(" ".join(s) for s in planted_corpus(400)))
+    out = tmp_path / "glove.bin"
+    assert main(["glove", "--corpus", str(text), "--epochs", "2", "--vector-size", "8", "--min-count", "1",
+                 "--window", "3", "--batch-size", "256", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "co-occurring pairs" in printed and "time per epoch" in printed and "WordSim-353" in printed
+    from minitl.embeddings import KeyedVectors
+    assert KeyedVectors.load_word2vec_format(out, binary=True).vector_size == 8

@@ -123,3 +123,165 @@ def test_eval_files_are_found_in_minitl_data(tmp_path, monkeypatch):
     assert eval_file("simlex999.txt") == tmp_path / "word-vector-eval" / "simlex999.txt"
     with pytest.raises(ValueError, match="unknown evaluation set"):
         eval_file("nope.txt")
+
+
+# -- gensim's surface, checked against gensim itself on the same vectors ------------------------------
+def random_vectors(n_words=40, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(n_words)]
+    return KeyedVectors(words, rng.standard_normal((n_words, dim)).astype(np.float32),
+                        counts=np.arange(n_words, 0, -1))
+
+
+def gensim_twin(wv):
+    """gensim's KeyedVectors holding the same keys and vectors (the test skips without gensim)."""
+    models = pytest.importorskip("gensim.models")
+    twin = models.KeyedVectors(vector_size=wv.vector_size)
+    twin.add_vectors(list(wv.index_to_key), wv.vectors.copy())
+    return twin
+
+
+def assert_same_ranking(ours, theirs):
+    assert [w for w, _ in ours] == [w for w, _ in theirs]
+    np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(positive="w3"), dict(positive=["w3", "w7"], negative=["w1"], topn=5),
+    dict(positive=[("w3", 0.5), ("w7", 2.0)], negative=[("w1", -1.5)]), dict(negative="w2", topn=4),
+    dict(positive=["w3"], restrict_vocab=20), dict(positive=["w3"], clip_start=5, clip_end=30, topn=3),
+    dict(positive=["w3", 4], topn=50)])
+def test_most_similar_matches_gensim(kwargs):
+    wv = random_vectors()
+    assert_same_ranking(wv.most_similar(**kwargs), gensim_twin(wv).most_similar(**kwargs))
+
+
+def test_most_similar_vectors_and_all_scores_match_gensim():
+    wv = random_vectors()
+    theirs = gensim_twin(wv)
+    query = np.random.default_rng(3).standard_normal(wv.vector_size).astype(np.float32)
+    assert_same_ranking(wv.most_similar(positive=[query, "w2"], negative=["w5"]),
+                        theirs.most_similar(positive=[query, "w2"], negative=["w5"]))
+    assert_same_ranking(wv.similar_by_vector(query, topn=7), theirs.similar_by_vector(query, topn=7))
+    assert_same_ranking(wv.similar_by_word("w9", topn=3), theirs.similar_by_word("w9", topn=3))
+    assert_same_ranking(wv.similar_by_key("w9", restrict_vocab=10), theirs.similar_by_key("w9", restrict_vocab=10))
+    np.testing.assert_allclose(wv.most_similar("w4", topn=None), theirs.most_similar("w4", topn=None),
+                               rtol=1e-5, atol=1e-6)
+    assert wv.most_similar("w4", topn=0) == theirs.most_similar("w4", topn=0) == []
+
+
+def test_lookups_match_gensim():
+    wv = random_vectors()
+    theirs = gensim_twin(wv)
+    for norm in (False, True):
+        np.testing.assert_allclose(wv.get_vector("w6", norm=norm), theirs.get_vector("w6", norm=norm), rtol=1e-6)
+    np.testing.assert_array_equal(wv[["w1", "w2"]], theirs[["w1", "w2"]])
+    np.testing.assert_array_equal(wv[3], theirs[3])                        # an index is a key too
+    for key in ("w5", 7, 40, -1, "nope"):
+        assert wv.has_index_for(key) == theirs.has_index_for(key)
+        assert (key in wv) == (key in theirs)
+    with pytest.raises(KeyError):
+        wv.get_vector("nope")
+    assert not wv.get_vector("w1").flags.writeable                          # norms must stay right
+
+
+def test_distances_and_ranks_match_gensim():
+    wv = random_vectors()
+    theirs = gensim_twin(wv)
+    assert wv.distance("w1", "w8") == pytest.approx(theirs.distance("w1", "w8"), rel=1e-5)
+    np.testing.assert_allclose(wv.distances("w1"), theirs.distances("w1"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(wv.distances("w1", ["w2", "w9"]), theirs.distances("w1", ["w2", "w9"]), rtol=1e-5)
+    vector = wv["w4"] + 0.5
+    np.testing.assert_allclose(wv.distances(vector, ["w2"]), theirs.distances(vector, ["w2"]), rtol=1e-5)
+    assert wv.closer_than("w1", "w8") == theirs.closer_than("w1", "w8")
+    assert wv.rank("w1", "w8") == theirs.rank("w1", "w8") > 1
+    assert wv.most_similar_to_given("w1", ["w8", "w2", "w30"]) == theirs.most_similar_to_given("w1", ["w8", "w2", "w30"])
+    np.testing.assert_allclose(KeyedVectors.cosine_similarities(wv["w3"], wv.vectors[:5]),
+                               theirs.cosine_similarities(wv["w3"], wv.vectors[:5]), rtol=1e-5)
+
+
+def test_sets_of_words_match_gensim():
+    wv = random_vectors()
+    theirs = gensim_twin(wv)
+    words = ["w1", "w2", "w3", "w17"]
+    assert wv.doesnt_match(words) == theirs.doesnt_match(words)
+    ours_rank, their_rank = wv.rank_by_centrality(words), theirs.rank_by_centrality(words)
+    assert [w for _, w in ours_rank] == [w for _, w in their_rank]
+    with pytest.warns(UserWarning, match="nope"):
+        assert wv.doesnt_match(words + ["nope"]) == theirs.doesnt_match(words + ["nope"])
+    assert wv.n_similarity(["w1", "w2"], ["w3", "nope"]) == pytest.approx(
+        theirs.n_similarity(["w1", "w2"], ["w3", "nope"]), rel=1e-5)   # unknown words are skipped
+    with pytest.raises(ZeroDivisionError):
+        wv.n_similarity([], ["w1"])
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(pre_normalize=False), dict(post_normalize=True),
+                                    dict(weights=[0.5, -2.0, 1.0]), dict(weights=[0.5, -2.0, 1.0], pre_normalize=False)])
+def test_get_mean_vector_matches_gensim(kwargs):
+    wv = random_vectors()
+    keys = ["w1", "nope", "w5"]                                      # an unknown word is skipped
+    np.testing.assert_allclose(wv.get_mean_vector(keys, **kwargs), gensim_twin(wv).get_mean_vector(keys, **kwargs),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_get_mean_vector_takes_vectors_and_refuses_what_gensim_refuses():
+    wv = random_vectors()
+    theirs = gensim_twin(wv)
+    keys = ["w1", np.arange(6, dtype=np.float32)]
+    np.testing.assert_allclose(wv.get_mean_vector(keys), theirs.get_mean_vector(keys), rtol=1e-5)
+    with pytest.raises(KeyError, match="nope"):
+        wv.get_mean_vector(["w1", "nope"], ignore_missing=False)
+    with pytest.raises(ValueError, match="same length"):
+        wv.get_mean_vector(["w1", "w2"], weights=[1.0])
+    with pytest.raises(ValueError, match="no input"):
+        wv.get_mean_vector([])
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_add_vectors_matches_gensim(replace):
+    wv = random_vectors(10)
+    theirs = gensim_twin(wv)
+    new = np.random.default_rng(4).standard_normal((3, 6)).astype(np.float32)
+    for kv in (wv, theirs):
+        kv.most_similar("w1")                                        # norms computed before the change
+        kv.add_vectors(["w2", "fresh", "newer"], new, replace=replace)
+        kv.add_vectors("single", new[0] * 2)
+    assert wv.index_to_key == list(theirs.index_to_key)
+    assert wv.key_to_index == theirs.key_to_index
+    np.testing.assert_array_equal(wv.vectors, theirs.vectors)
+    theirs.fill_norms(force=True)                 # gensim keeps stale norms after add_vectors; we don't
+    assert_same_ranking(wv.most_similar("fresh"), theirs.most_similar("fresh"))
+    assert wv.counts.tolist() == list(range(10, 0, -1)) + [0, 0, 0]
+    wv["w3"] = new[1]
+    np.testing.assert_array_equal(wv["w3"], new[1])
+    with pytest.raises(ValueError, match="vectors"):
+        wv.add_vectors(["a", "b"], new)
+
+
+def test_native_save_and_load(tmp_path):
+    wv = random_vectors()
+    wv.add_vectors(["café", "ünï"], np.ones((2, 6), dtype=np.float32))
+    path = wv.save(tmp_path / "vectors.npz")
+    back = KeyedVectors.load(path)
+    assert back.index_to_key == wv.index_to_key
+    np.testing.assert_array_equal(back.vectors, wv.vectors)
+    np.testing.assert_array_equal(back.counts, wv.counts)
+    assert back.most_similar("w3") == wv.most_similar("w3")
+    assert [p.name for p in tmp_path.iterdir()] == ["vectors.npz"]      # no temporary file left behind
+    no_counts = KeyedVectors(["a"], np.ones((1, 2)))
+    assert KeyedVectors.load(no_counts.save(tmp_path / "a.npz")).counts is None
+
+
+def test_load_refuses_bad_files_clearly(tmp_path):
+    import minitl as tl
+    with pytest.raises(FileNotFoundError, match="no KeyedVectors file"):
+        KeyedVectors.load(tmp_path / "missing.npz")
+    corrupt = tmp_path / "corrupt.npz"
+    random_vectors().save(corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    with pytest.raises(tl.CheckpointError, match="corrupt"):
+        KeyedVectors.load(corrupt)
+    other = tmp_path / "other.npz"
+    tl.save({"weight": np.ones(3)}, other)
+    with pytest.raises(tl.CheckpointError, match="not a file of KeyedVectors.save"):
+        KeyedVectors.load(other)

@@ -8,12 +8,15 @@ import pytest
 
 import minitl as tl
 from minitl.data.paths import SYSTEM_DIRS
-from minitl.embeddings import KeyedVectors, RowSparseGrad, Word2Vec
-from minitl.embeddings.sparse import scatter_add_rows
+from minitl.embeddings import KeyedVectors, Word2Vec, word2vec as word2vec_module
+from minitl.embeddings.cli import word2vec_main
 from minitl.embeddings.word2vec import (CBOWNegativeSampling, SkipGramNegativeSampling,
                                         SkipGramSharedNegatives, context_pairs, draw_negatives,
                                         noise_distribution, sgns_loss, sgns_shared_loss,
-                                        subsample_keep_probability, word2vec_main)
+                                        subsample_keep_probability)
+from minitl.fastpath import sparse as fast_sparse
+from minitl.optim import SparseSGD
+from minitl.optim.sparse import RowSparseGrad, add_rows
 
 GCIDE = SYSTEM_DIRS["gcide"][0] / "gcide.dict.dz"
 
@@ -174,6 +177,17 @@ def test_shared_negatives_loss_is_sgns_with_weighted_shared_noise():
     np.testing.assert_allclose(grad_noise, expected_noise, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_and_sigmoid_helpers_do_not_overflow(dtype):
+    from minitl.ops.elementwise import stable_softplus, stable_sigmoid
+    x = np.array([-1000.0, -90.0, -3.0, 0.0, 2.5, 90.0, 1000.0], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):     # no overflow, no nan
+        soft, sig = stable_softplus(x), stable_sigmoid(x)
+    np.testing.assert_allclose(soft, np.logaddexp(0, x.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(sig, 0.5 * np.tanh(0.5 * x.astype(np.float64)) + 0.5, rtol=1e-6, atol=1e-30)
+    assert soft.dtype == sig.dtype == dtype
+
+
 def test_shared_negatives_op_gradcheck():
     rng = np.random.default_rng(6)
     w_in, w_out = rng.standard_normal((8, 3)) * 0.5, rng.standard_normal((8, 3)) * 0.5
@@ -185,17 +199,62 @@ def test_shared_negatives_op_gradcheck():
 
 
 def test_scatter_add_rows_adds_repeated_rows():
+    # the reference: np.add.at adds every row into place, a repeated row adding up (W[rows] += g
+    # would keep only the last); checked against a loop over the rows
     rng = np.random.default_rng(7)
-    table, rows = rng.standard_normal((5, 3)).astype(np.float32), np.array([4, 0, 4, 4, 2])
-    values = rng.standard_normal((5, 3)).astype(np.float32)
+    table, rows = rng.standard_normal((5, 3)), np.array([4, 0, 4, 4, 2])
+    values = rng.standard_normal((5, 3))
     expected = table.copy()
-    np.add.at(expected, rows, -0.5 * values)                 # the definition, slow on a big table
-    scatter_add_rows(table, rows, values, scale=-0.5)
-    np.testing.assert_allclose(table, expected, rtol=1e-6)
+    for r, v in zip(rows, values):
+        expected[r] += v
+    with tl.fastpath.use(False):
+        add_rows(table, rows, values)
+    np.testing.assert_allclose(table, expected, rtol=1e-12)
+
+
+def strided_tables(rng, n_rows, width):
+    """The same (n_rows, width) float64 values as a C-contiguous table and as views with strides."""
+    base = rng.standard_normal((n_rows, width))
+    fortran = np.asfortranarray(base)
+    wide = np.zeros((n_rows, 2 * width + 1))
+    wide[:, 1:2 * width + 1:2] = base
+    tall = np.zeros((2 * n_rows, width))
+    tall[::2] = base
+    return {"contiguous": base, "fortran": fortran, "every other column": wide[:, 1:2 * width + 1:2],
+            "every other row": tall[::2]}
+
+
+@pytest.mark.parametrize("n_rows, width, n_updates", [(1, 1, 5), (7, 3, 40), (33, 101, 500), (5, 1, 1), (6, 4, 0)])
+def test_fast_row_scatter_equals_np_add_at(n_rows, width, n_updates):
+    rng = np.random.default_rng(n_rows * 1000 + width)
+    rows = rng.integers(0, n_rows, n_updates)                     # repeats on purpose
+    values = rng.standard_normal((n_updates, width))
+    for name, table in strided_tables(rng, n_rows, width).items():
+        expected = table.copy()
+        np.add.at(expected, rows, values)
+        fast_sparse.scatter_add_rows(table, rows, values)
+        np.testing.assert_allclose(table, expected, rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+def test_sparse_sgd_is_the_same_with_and_without_the_fast_path():
+    rng = np.random.default_rng(9)
+    start = rng.standard_normal((11, 6))
+    grad = RowSparseGrad(np.array([3, 10, 3, 0, 3]), rng.standard_normal((5, 6)), (11, 6))
+    results = []
+    for fast in (False, True):
+        w = tl.tensor(start.copy(), dtype=tl.float64, requires_grad=True)
+        w.grad = grad
+        with tl.fastpath.use(fast):
+            SparseSGD([w], lr=0.1).step()
+        results.append(w.data)
+    expected = start.copy()
+    np.add.at(expected, grad.indices, -0.1 * grad.values)
+    np.testing.assert_allclose(results[0], expected, rtol=1e-13)
+    np.testing.assert_allclose(results[1], expected, rtol=1e-13)
 
 
 # -- training ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sg, shared", [(1, True), (1, False), (0, False)])
+@pytest.mark.parametrize("sg, shared", [(1, False), (1, True), (0, False)])
 def test_word2vec_learns_planted_topics(sg, shared):
     # 16 words: a batch must be small beside the vocabulary, or a word's many summed
     # gradients in one step overshoot (see Word2Vec's docstring)
@@ -206,6 +265,22 @@ def test_word2vec_learns_planted_topics(sg, shared):
     assert model.losses[-1] < model.losses[0]
     nearest = [w for w, _ in model.wv.most_similar("dog", topn=3)]
     assert set(nearest) <= {"cat", "horse", "cow", "barks", "runs", "eats", "sleeps"}
+
+
+@pytest.mark.exercise("embeddings.sgns_loss")
+def test_default_skipgram_trains_with_sgns_loss(monkeypatch):
+    # lesson 4 trains Word2Vec(sg=1) as it comes: its loss must be the exercise's sgns_loss
+    calls = []
+
+    def spy(v, u):
+        calls.append(u.shape)
+        return sgns_loss(v, u)
+
+    monkeypatch.setattr(word2vec_module, "sgns_loss", spy)
+    model = Word2Vec(planted_corpus(200), vector_size=8, min_count=1, sg=1, negative=3, epochs=1,
+                     progress=False, batch_size=64)
+    assert model.shared_negatives is False
+    assert calls and all(shape[1:] == (1 + 3, 8) for shape in calls)
 
 
 def test_untrained_vectors_have_no_topics():
@@ -248,9 +323,14 @@ def test_command_line_on_a_gcide_cut(tmp_path, capsys):
     assert wv.vector_size == 20 and "the" in wv
 
 
+def test_command_line_estimator_flags():
+    with pytest.raises(SystemExit):
+        word2vec_main(["--shared-negatives", "--classic"])       # one estimator or the other
+
+
 def test_sample_corpus_spans_the_text():
     from minitl.data.text import build_corpus
-    from minitl.embeddings.word2vec import sample_corpus
+    from minitl.embeddings.corpus import sample_corpus
     corpus = build_corpus([[f"w{i}", "x"] for i in range(100)])        # 100 sentences of 2 words
     sample = sample_corpus(corpus, 40)                                    # every 5th sentence
     assert len(sample) == 20 and sample.n_tokens == 40

@@ -7,8 +7,7 @@
 from .evaluation import eval_file, evaluate, format_report
 from .glove import GloVe, cooccurrence_matrix
 from .keyed_vectors import KeyedVectors, three_cos_add, three_cos_mul
-from .sparse import RowSparseGrad, SparseAdagrad, SparseSGD
 from .word2vec import Word2Vec
 
 __all__ = ["Word2Vec", "GloVe", "KeyedVectors", "cooccurrence_matrix", "three_cos_add", "three_cos_mul",
-           "RowSparseGrad", "SparseSGD", "SparseAdagrad", "eval_file", "evaluate", "format_report"]
+           "eval_file", "evaluate", "format_report"]

@@ -18,22 +18,20 @@ shuffles the triples each epoch and takes AdaGrad steps (glove.c's form, see ``f
 mini-batches of 16,384 of them. glove.c updates after every triple; a batch adds up the
 gradients of a word's rows before one step. Big batches are what make NumPy fast here: the
 per-triple work is a handful of whole-array operations, and adding up repeated rows
-(:func:`~minitl.embeddings.sparse.segment_sum`) is cheap once a batch is sorted by word.
+(:func:`~minitl.optim.sparse.segment_sum`) is cheap.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from typing import Sequence
 
 import numpy as np
 
 from ..nn import Module, Parameter
+from ..optim.sparse import RowSparseGrad, SparseAdagrad
 from ..random import fork_rng
 from ..tensor import Function
+from .corpus import as_corpus
 from .keyed_vectors import KeyedVectors
-from .sparse import RowSparseGrad, SparseAdagrad, chain
 
 
 def cooccurrence_matrix(ids: np.ndarray, offsets: np.ndarray, vocab_size: int, window: int = 10,
@@ -116,9 +114,8 @@ class GloVeLoss(Function):
     def backward(ctx, grad):
         i, j, g_wi, g_wj, g_bi, g_bj = ctx.saved_tensors
         w_shape, wt_shape, b_shape = ctx.shapes
-        grads = [RowSparseGrad(i, chain(grad, g_wi), w_shape), RowSparseGrad(j, chain(grad, g_wj), wt_shape),
-                 RowSparseGrad(i, chain(grad, g_bi[:, None]), b_shape),
-                 RowSparseGrad(j, chain(grad, g_bj[:, None]), b_shape)]
+        grads = [RowSparseGrad(i, grad * g_wi, w_shape), RowSparseGrad(j, grad * g_wj, wt_shape),
+                 RowSparseGrad(i, grad * g_bi[:, None], b_shape), RowSparseGrad(j, grad * g_bj[:, None], b_shape)]
         return tuple(g if ctx.sparse else g.to_dense() for g in grads)
 
 
@@ -162,7 +159,6 @@ class GloVe:
 
     def count(self, sentences):
         """Build the vocabulary and the co-occurrence triples; ``count_seconds`` records the time."""
-        from .word2vec import as_corpus
         start = time.perf_counter()
         self.corpus = as_corpus(sentences, self.min_count)
         self.rows, self.cols, self.values = cooccurrence_matrix(
@@ -199,9 +195,7 @@ class GloVe:
             rows, cols, epoch_log_x, epoch_weight = self.rows[order], self.cols[order], log_x[order], weight[order]
             total = 0.0
             for s in range(0, n, self.batch_size):
-                # inside a batch, order the triples by their row i: the gradients of W's rows
-                # then come out grouped, and adding up repeated rows needs no second sort
-                batch = s + np.argsort(rows[s:s + self.batch_size], kind="stable")
+                batch = slice(s, s + self.batch_size)
                 loss = self.model(rows[batch], cols[batch], epoch_log_x[batch], epoch_weight[batch])
                 loss.backward()
                 optimizer.step()
@@ -212,29 +206,3 @@ class GloVe:
         self.wv = KeyedVectors(vocab.id_to_word, self.model.w.data + self.model.w_tilde.data,
                                counts=vocab.counts)
         return self
-
-
-def glove_main(argv: Sequence[str] | None = None) -> int:
-    """``minitl glove``: count co-occurrences, train GloVe, print the evaluation figures."""
-    from .word2vec import common_arguments, finish, load_training_corpus
-    parser = argparse.ArgumentParser(prog="minitl glove", description=glove_main.__doc__)
-    common_arguments(parser, epochs=25)
-    parser.add_argument("--x-max", type=float, default=100.0)
-    parser.add_argument("--learning-rate", type=float, default=0.2)
-    parser.add_argument("--batch-size", type=int, default=16384)
-    parser.set_defaults(window=10)
-    args = parser.parse_args(argv)
-    corpus = load_training_corpus(args.corpus, fast=args.fast)
-    glove = GloVe(vector_size=args.vector_size, window=args.window, min_count=args.min_count,
-                  x_max=args.x_max, learning_rate=args.learning_rate, epochs=args.epochs,
-                  batch_size=args.batch_size, seed=args.seed).count(corpus)
-    print(f"corpus: {glove.corpus.n_tokens:,} words, vocabulary {len(glove.corpus.vocab):,}; "
-          f"{len(glove.values):,} co-occurring pairs counted in {glove.count_seconds:.1f} s")
-    glove.fit()
-    print(f"time per epoch: {np.mean(glove.epoch_seconds):.2f} s (final loss {glove.losses[-1]:.4f})")
-    finish(glove.wv, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(glove_main())

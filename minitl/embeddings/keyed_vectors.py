@@ -1,10 +1,12 @@
 """Word vectors once trained: similarity, analogies, benchmarks, the word2vec file format.
 
-Section on word embeddings, "what the vectors know". The surface is gensim's ``KeyedVectors``
-so that what a student writes here works there: ``most_similar(positive=, negative=, topn=)``,
-``similarity``, ``evaluate_word_analogies``, ``evaluate_word_pairs``, and
-``save_word2vec_format``/``load_word2vec_format`` (text and binary), whose files gensim and
-word2vec.c read and write.
+Section on word embeddings, "what the vectors know". The surface is gensim 4's ``KeyedVectors``
+(argument names, defaults and results), so that what a student writes here works there:
+``most_similar(positive=, negative=, topn=)``, ``similarity``, ``distance(s)``, ``doesnt_match``,
+``n_similarity``, ``get_mean_vector``, ``closer_than``, ``rank``, ``add_vectors``,
+``evaluate_word_analogies``, ``evaluate_word_pairs``, and ``save_word2vec_format``/
+``load_word2vec_format`` (text and binary), whose files gensim and word2vec.c read and write.
+``save``/``load`` keep the keys, vectors and counts in one .npz file, without pickle.
 
 Analogies, "a is to b as c is to ?" (Mikolov et al. 2013c), are answered by 3CosAdd,
 
@@ -15,11 +17,16 @@ with cos' = (1 + cos) / 2 in [0, 1], which stops one large similarity from domin
 """
 from __future__ import annotations
 
+import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+KEY_TYPES = (str, int, np.integer)              # what names one vector (gensim's _KEY_TYPES)
+FILE_FORMAT = "minitl.KeyedVectors"             # the tag save() writes and load() checks
 
 
 class PairScores(NamedTuple):
@@ -79,74 +86,267 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return (sums / counts)[group]
 
 
+def as_list(keys) -> list:
+    """``None`` -> [], one key or vector -> [it], a sequence -> a list (gensim's ``_ensure_list``)."""
+    if keys is None:
+        return []
+    if isinstance(keys, KEY_TYPES) or (isinstance(keys, np.ndarray) and keys.ndim == 1):
+        return [keys]
+    return list(keys)
+
+
+def unit_vector(vector: np.ndarray) -> np.ndarray:
+    """``vector`` divided by its length; a zero vector stays zero."""
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
 class KeyedVectors:
-    """One vector per word: ``wv["king"]``, ``wv.most_similar(...)``, and the rest of the module."""
+    """One vector per word: ``wv["king"]``, ``wv.most_similar(...)``, and the rest of the module.
+
+    ``index_to_key`` (a list) and ``key_to_index`` (a dict) map words to rows of ``vectors``
+    (V, d); ``counts``, when known, are the corpus counts of the words.
+    """
 
     def __init__(self, index_to_key: Sequence[str], vectors: np.ndarray, counts=None):
         self.index_to_key = list(index_to_key)
         self.key_to_index = {w: i for i, w in enumerate(self.index_to_key)}
         self.vectors = np.asarray(vectors)
-        if self.vectors.shape[0] != len(self.index_to_key):
-            raise ValueError(f"{len(self.index_to_key)} words but {self.vectors.shape[0]} vectors")
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.index_to_key):
+            raise ValueError(f"{len(self.index_to_key)} words need a ({len(self.index_to_key)}, d) array "
+                             f"of vectors, got shape {self.vectors.shape}")
         self.counts = None if counts is None else np.asarray(counts)
+        if self.counts is not None and self.counts.shape != (len(self.index_to_key),):
+            raise ValueError(f"{len(self.index_to_key)} words but counts of shape {self.counts.shape}")
         self._unit = None
 
     # -- looking up ----------------------------------------------------------------------------
     def __len__(self):
         return len(self.index_to_key)
 
-    def __contains__(self, word):
-        return word in self.key_to_index
-
     @property
     def vector_size(self) -> int:
         return self.vectors.shape[1]
 
-    def get_index(self, word: str) -> int:
-        try:
-            return self.key_to_index[word]
-        except KeyError:
-            raise KeyError(f"word {word!r} not in vocabulary") from None
+    def get_index(self, key, default=None) -> int:
+        """The row of ``key``; an integer in range is its own row (as in gensim); else ``default``
+        when given, else a KeyError."""
+        index = self.key_to_index.get(key, -1)
+        if index >= 0:
+            return index
+        if isinstance(key, (int, np.integer)) and 0 <= key < len(self):
+            return int(key)
+        if default is not None:
+            return default
+        raise KeyError(f"word {key!r} not in vocabulary")
 
-    def __getitem__(self, word: str) -> np.ndarray:
-        return self.vectors[self.get_index(word)]
+    def has_index_for(self, key) -> bool:
+        """True when ``key`` names a row (a word of the vocabulary, or an index in range)."""
+        return self.get_index(key, -1) >= 0
+
+    __contains__ = has_index_for
+
+    def get_vector(self, key, norm=False) -> np.ndarray:
+        """The vector of ``key`` (read-only, so that cached norms stay right); ``norm=True``: of length 1."""
+        index = self.get_index(key)
+        vector = self.get_normed_vectors()[index] if norm else self.vectors[index]
+        vector.setflags(write=False)
+        return vector
+
+    def __getitem__(self, key_or_keys) -> np.ndarray:
+        """``wv["king"]``: one vector; ``wv[["king", "queen"]]``: a (2, d) array."""
+        if isinstance(key_or_keys, KEY_TYPES):
+            return self.get_vector(key_or_keys)
+        return np.vstack([self.get_vector(key) for key in key_or_keys])
 
     def get_normed_vectors(self) -> np.ndarray:
-        """Unit-length copies of the vectors (computed once; call :meth:`fill_norms` after editing)."""
-        if self._unit is None:
-            self._unit = unit_rows(self.vectors.astype(np.float32))
+        """Unit-length copies of the vectors (a zero vector stays zero); computed once, see :meth:`fill_norms`."""
+        self.fill_norms()
         return self._unit
 
-    def fill_norms(self, force=True):
+    def fill_norms(self, force=False):
+        """Compute the unit-length vectors if not done yet, or again with ``force`` (after editing ``vectors``)."""
+        if self._unit is None or force:
+            self._unit = unit_rows(self.vectors.astype(np.float32))
+
+    def get_mean_vector(self, keys, weights=None, pre_normalize=True, post_normalize=False, ignore_missing=True):
+        """sum_i w_i x_i / sum_i |w_i| over ``keys`` (words, indices or vectors), gensim's rule.
+
+        ``pre_normalize``: the words' vectors taken at length 1 (a vector given as an array is
+        used as it is); ``post_normalize``: the mean brought to length 1; ``ignore_missing``: a
+        word outside the vocabulary is skipped (else a KeyError).
+        """
+        if len(keys) == 0:
+            raise ValueError("cannot compute mean with no input")
+        weights = np.ones(len(keys)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(keys),):
+            raise ValueError(f"keys and weights must have the same length: {len(keys)} keys, weights of shape "
+                             f"{weights.shape}")
+        mean, total_weight = np.zeros(self.vector_size, dtype=np.float64), 0.0
+        for key, weight in zip(keys, weights):
+            if isinstance(key, np.ndarray):
+                vector = key
+            elif self.has_index_for(key):
+                vector = self.get_vector(key, norm=pre_normalize)
+            elif ignore_missing:
+                continue
+            else:
+                raise KeyError(f"word {key!r} not in vocabulary")
+            mean += weight * vector
+            total_weight += abs(weight)
+        if total_weight > 0:
+            mean /= total_weight
+        mean = mean.astype(self.vectors.dtype)
+        return unit_vector(mean) if post_normalize else mean
+
+    def add_vectors(self, keys, weights, replace=False):
+        """Append words and their vectors; a word already present keeps its vector unless ``replace``.
+
+        ``keys``: one word or a list; ``weights``: its vector, or a (len(keys), d) array or list of
+        vectors. New words get count 0.
+        """
+        if isinstance(keys, KEY_TYPES):
+            keys, weights = [keys], np.asarray(weights).reshape(1, -1)
+        weights = np.asarray(weights)
+        if weights.shape != (len(keys), self.vector_size):
+            raise ValueError(f"add_vectors: {len(keys)} keys need a ({len(keys)}, {self.vector_size}) array of "
+                             f"vectors, got shape {weights.shape}")
+        present = np.array([key in self.key_to_index for key in keys], dtype=bool)
+        for key in (key for key, known in zip(keys, present) if not known):
+            self.key_to_index[key] = len(self.index_to_key)
+            self.index_to_key.append(key)
+        self.vectors = np.vstack([self.vectors, weights[~present].astype(self.vectors.dtype)])
+        if self.counts is not None:
+            self.counts = np.concatenate([self.counts, np.zeros(int((~present).sum()), dtype=self.counts.dtype)])
+        if replace and present.any():
+            rows = [self.key_to_index[key] for key, known in zip(keys, present) if known]
+            self.vectors[rows] = weights[present]
         self._unit = None
 
-    def similarity(self, w1: str, w2: str) -> float:
+    def __setitem__(self, keys, weights):
+        """``wv["new"] = vector``: :meth:`add_vectors` with ``replace=True``."""
+        if not isinstance(keys, list):
+            keys, weights = [keys], np.asarray(weights).reshape(1, -1)
+        self.add_vectors(keys, weights, replace=True)
+
+    # -- similarity ----------------------------------------------------------------------------
+    @staticmethod
+    def cosine_similarities(vector_1: np.ndarray, vectors_all: np.ndarray) -> np.ndarray:
+        """cos(vector_1, each row of vectors_all) = v . x / (|v| |x|)."""
+        norms = np.linalg.norm(vectors_all, axis=1) * np.linalg.norm(vector_1)
+        return (vectors_all @ vector_1) / norms
+
+    def similarity(self, w1, w2) -> float:
         """Cosine similarity of two words."""
         unit = self.get_normed_vectors()
         return float(unit[self.get_index(w1)] @ unit[self.get_index(w2)])
 
-    def most_similar(self, positive=(), negative=(), topn=10, restrict_vocab=None, method="3cosadd"):
-        """The ``topn`` words nearest to sum(positive) - sum(negative) (3CosAdd), as (word, score).
+    def distance(self, w1, w2) -> float:
+        """Cosine distance, 1 - :meth:`similarity`."""
+        return 1 - self.similarity(w1, w2)
 
-        The query words themselves are left out, as in gensim. ``restrict_vocab`` searches only
-        the first (most frequent) that many words; ``method="3cosmul"`` uses 3CosMul.
+    def distances(self, word_or_vector, other_words=()) -> np.ndarray:
+        """Cosine distances from a word (or a vector) to ``other_words``, or to every word (itself included)."""
+        vector = self.get_vector(word_or_vector) if isinstance(word_or_vector, KEY_TYPES) else word_or_vector
+        others = self.vectors if not other_words else self.vectors[[self.get_index(w) for w in other_words]]
+        return 1 - self.cosine_similarities(vector, others)
+
+    def n_similarity(self, ws1, ws2) -> float:
+        """Cosine similarity of the means of two sets of words (unnormalised vectors; unknown words skipped)."""
+        if not (len(ws1) and len(ws2)):
+            raise ZeroDivisionError("At least one of the passed list is empty.")
+        mean1 = self.get_mean_vector(ws1, pre_normalize=False)
+        mean2 = self.get_mean_vector(ws2, pre_normalize=False)
+        return float(unit_vector(mean1) @ unit_vector(mean2))
+
+    def most_similar(self, positive=None, negative=None, topn=10, clip_start=0, clip_end=None,
+                     restrict_vocab=None, method="3cosadd"):
+        """The ``topn`` words nearest to sum(positive) - sum(negative), as (word, cosine) pairs.
+
+        ``positive``/``negative``: words, indices or vectors, or (item, weight) pairs (gensim's
+        rule: a pair's weight is used as given; the default weights are +1 and -1). Words are
+        taken at unit length, the query is their weighted mean (:meth:`get_mean_vector`), and
+        for plain words that is 3CosAdd (:func:`three_cos_add`). The query words themselves are
+        never answered. ``restrict_vocab`` searches only the first (most frequent) that many
+        words, else ``clip_start:clip_end``; ``topn=None`` returns the cosines of all those words
+        as an array. ``method="3cosmul"`` (words only) ranks by 3CosMul instead.
         """
-        positive = [positive] if isinstance(positive, str) else list(positive)
-        negative = [negative] if isinstance(negative, str) else list(negative)
-        if not positive and not negative:
+        if isinstance(topn, numbers.Integral) and topn < 1:
+            return []
+        items = [(item, 1.0) for item in as_list(positive)] + [(item, -1.0) for item in as_list(negative)]
+        if not items:
             raise ValueError("most_similar needs at least one positive or negative word")
-        pos, neg = [self.get_index(w) for w in positive], [self.get_index(w) for w in negative]
-        unit = self.get_normed_vectors()[:restrict_vocab]
-        scorer = {"3cosadd": three_cos_add, "3cosmul": three_cos_mul}[method.lower()]
-        scores = scorer(self.get_normed_vectors(), pos, neg)[:len(unit)]
-        scores[[i for i in pos + neg if i < len(scores)]] = -np.inf     # never answer with a query word
-        k = min(topn, len(scores) - len(set(pos + neg)))
-        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        best = best[np.argsort(-scores[best], kind="stable")][:k]
-        return [(self.index_to_key[i], float(scores[i])) for i in best]
+        items = [pair if isinstance(pair[0], (*KEY_TYPES, np.ndarray)) else (pair[0][0], pair[0][1])
+                 for pair in items]
+        keys, weights = [key for key, _ in items], np.array([weight for _, weight in items])
+        clip_end = clip_end or len(self)
+        if restrict_vocab:
+            clip_start, clip_end = 0, restrict_vocab
+        unit = self.get_normed_vectors()
+        words_only = all(isinstance(key, KEY_TYPES) for key in keys)
+        if method.lower() not in ("3cosadd", "3cosmul"):
+            raise ValueError(f"method must be '3cosadd' or '3cosmul', got {method!r}")
+        if words_only and np.all(np.abs(weights) == 1):
+            pos = [self.get_index(k) for k, w in zip(keys, weights) if w > 0]
+            neg = [self.get_index(k) for k, w in zip(keys, weights) if w < 0]
+            scorer = three_cos_add if method.lower() == "3cosadd" else three_cos_mul
+            scores = scorer(unit, pos, neg)[clip_start:clip_end]
+        elif method.lower() == "3cosadd":
+            scores = unit[clip_start:clip_end] @ self.get_mean_vector(
+                keys, weights, pre_normalize=True, post_normalize=True, ignore_missing=False)
+        else:
+            raise ValueError("3CosMul takes words only, weighted +1 (positive) or -1 (negative)")
+        if not topn:
+            return scores
+        query = {self.get_index(key) for key in keys if isinstance(key, KEY_TYPES)}
+        order = np.argsort(-scores, kind="stable")[:topn + len(query)]
+        return [(self.index_to_key[i + clip_start], float(scores[i]))
+                for i in order if i + clip_start not in query][:topn]
 
-    def most_similar_cosmul(self, positive=(), negative=(), topn=10, restrict_vocab=None):
-        return self.most_similar(positive, negative, topn, restrict_vocab, method="3cosmul")
+    def most_similar_cosmul(self, positive=None, negative=None, topn=10, restrict_vocab=None):
+        """:meth:`most_similar` ranked by 3CosMul (Levy & Goldberg 2014)."""
+        return self.most_similar(positive, negative, topn, restrict_vocab=restrict_vocab, method="3cosmul")
+
+    def similar_by_key(self, key, topn=10, restrict_vocab=None):
+        """The ``topn`` nearest words of one word."""
+        return self.most_similar(positive=[key], topn=topn, restrict_vocab=restrict_vocab)
+
+    similar_by_word = similar_by_key
+
+    def similar_by_vector(self, vector, topn=10, restrict_vocab=None):
+        """The ``topn`` nearest words of a vector (by cosine)."""
+        return self.most_similar(positive=[vector], topn=topn, restrict_vocab=restrict_vocab)
+
+    def most_similar_to_given(self, key1, keys_list):
+        """The word of ``keys_list`` most similar to ``key1``."""
+        return keys_list[int(np.argmax([self.similarity(key1, key) for key in keys_list]))]
+
+    def closer_than(self, key1, key2) -> list:
+        """Every word closer to ``key1`` than ``key2`` is, in vocabulary order (``key1`` left out)."""
+        all_distances = self.distances(key1)
+        index1, index2 = self.get_index(key1), self.get_index(key2)
+        closer = np.flatnonzero(all_distances < all_distances[index2])
+        return [self.index_to_key[i] for i in closer if i != index1]
+
+    def rank(self, key1, key2) -> int:
+        """1 + the number of words closer to ``key1`` than ``key2``: 1 when ``key2`` is the nearest."""
+        return len(self.closer_than(key1, key2)) + 1
+
+    def rank_by_centrality(self, words, use_norm=True) -> list:
+        """(cosine with the words' mean direction, word) pairs, most central first; unknown words skipped."""
+        used = [word for word in words if word in self]
+        if len(used) != len(words):
+            warnings.warn(f"vectors for words {set(words) - set(used)} are not present in the model, "
+                          "ignoring these words", stacklevel=2)
+        if not used:
+            raise ValueError("cannot select a word from an empty list")
+        vectors = np.vstack([self.get_vector(word, norm=use_norm) for word in used]).astype(np.float32)
+        mean = self.get_mean_vector(vectors, post_normalize=True)
+        return sorted(zip((float(x) for x in vectors @ mean), used), reverse=True)
+
+    def doesnt_match(self, words):
+        """The word of ``words`` farthest from the mean direction of them all."""
+        return self.rank_by_centrality(words)[-1][1]
 
     # -- benchmarks ----------------------------------------------------------------------------
     def _restricted_lookup(self, restrict_vocab, case_insensitive):
@@ -277,6 +477,33 @@ class KeyedVectors:
                     words.append(parts[0])
                     vectors[i] = np.array(parts[1:], dtype=np.float32)
         return cls(words, vectors)
+
+    # -- minitl's own file: keys, vectors, counts, no pickle ------------------------------------
+    def save(self, fname):
+        """Write the words, vectors and counts to ``fname`` (.npz, written atomically by ``tl.save``)."""
+        from ..serialization import save
+        state = {"format": FILE_FORMAT, "version": 1,
+                 "index_to_key": [key if isinstance(key, str) else int(key) for key in self.index_to_key],
+                 "vectors": self.vectors}
+        if self.counts is not None:
+            state["counts"] = self.counts
+        save(state, fname)
+        return Path(fname)
+
+    @classmethod
+    def load(cls, fname):
+        """Read a file :meth:`save` wrote (gensim's pickled files are not read: use the word2vec format)."""
+        from ..serialization import CheckpointError, load
+        if not os.path.isfile(fname):
+            raise FileNotFoundError(f"no KeyedVectors file at {fname}")
+        state = load(fname)
+        if state.get("format") != FILE_FORMAT or "vectors" not in state or "index_to_key" not in state:
+            raise CheckpointError(f"{fname} is not a file of KeyedVectors.save (it holds {sorted(state)}); "
+                                  "word2vec-format files open with KeyedVectors.load_word2vec_format")
+        try:
+            return cls(state["index_to_key"], state["vectors"], counts=state.get("counts"))
+        except ValueError as exc:
+            raise CheckpointError(f"{fname}: inconsistent KeyedVectors file: {exc}") from None
 
     # -- a picture -----------------------------------------------------------------------------
     def pca_2d(self, words: Sequence[str]) -> np.ndarray:

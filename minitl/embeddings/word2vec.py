@@ -19,42 +19,42 @@ What makes word2vec work as well as it does, all kept here with gensim's names a
   weights near words more;
 - the learning rate falls linearly from ``alpha`` to ``min_alpha`` over the whole run.
 
-How it is fast in NumPy: no Python loop per word. A chunk of the corpus (about 100,000 words)
+How it runs in NumPy: no Python loop per word. A chunk of the corpus (about 100,000 words)
 is sub-sampled and turned into all its (center, context) pairs at once (a 2-D mask over
-positions x window offsets). Then mini-batches of about 1024 pairs go through one op whose
-backward gives *row-sparse* gradients (only the rows a batch touched), and :class:`SparseSGD`
-adds them into place. gensim updates after every single pair; a batch is a few hundred words
-of text, small enough that the staleness inside it costs (as measured) little.
+positions x window offsets), and the K negatives of every pair are drawn in one call. Then
+mini-batches of 1024 pairs go through one op (:class:`SkipGramNegativeSampling`, whose body is
+:func:`sgns_loss`, the equation above) whose backward gives *row-sparse* gradients (only the
+rows a batch touched), and ``minitl.optim.SparseSGD`` adds them into place. gensim updates
+after every single pair; a batch is a few hundred words of text, small enough that the
+staleness inside it costs (as measured) little.
 
-**Shared negatives** (the default, ``shared_negatives=True``). Drawing K negatives per pair
-means gathering, scoring and updating K rows of W_out per pair, row by row. Instead a batch
-draws K' (``noise_words``, 64) noise words once; every pair scores all of them in one matrix
-product, each weighted K / K' (:func:`sgns_shared_loss`). In expectation over the noise this is
-the loss above, term for term, so it optimises the same objective with a different noise; and
-as the negative term depends on the center alone, it is computed once per center token rather
-than once per pair. This is the trick of "sampled softmax" implementations that share one
-candidate set per batch (Jean et al. 2015; TensorFlow's ``sampled_softmax_loss``).
-``shared_negatives=False`` keeps the classic per-pair draw (:class:`SkipGramNegativeSampling`),
-which, like gensim, skips a negative that happens to be the pair's own context word. The shared
-path keeps such a collision, as the paper's objective (an expectation over all noise words)
-does: a noise draw is "the", the likeliest, with probability 1.5% on GCIDE, so for a pair whose
-context is "the" the kept term weighs on average 5 x 1.5% = 0.08 of one negative, and less for
-every other word.
+**Shared negatives** (an option, ``shared_negatives=True``; lesson 4 measures it beside the
+classic path). Drawing K negatives per pair means gathering, scoring and updating K rows of
+W_out per pair. Instead a batch may draw K' (``noise_words``, 64) noise words once; every pair
+scores all of them in one matrix product, each weighted K / K' (:func:`sgns_shared_loss`). In
+expectation over the noise this is the loss above, term for term, so it optimises the same
+objective with a different noise; and as the negative term depends on the center alone, it is
+computed once per center token rather than once per pair. This is the trick of "sampled
+softmax" implementations that share one candidate set per batch (Jean et al. 2015;
+TensorFlow's ``sampled_softmax_loss``). The classic path, like gensim, skips a negative that
+happens to be the pair's own context word; the shared path keeps such a collision, as the
+paper's objective (an expectation over all noise words) does: a noise draw is "the", the
+likeliest, with probability 1.5% on GCIDE, so for a pair whose context is "the" the kept term
+weighs on average 5 x 1.5% = 0.08 of one negative, and less for every other word.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..nn import Module, Parameter
+from ..ops.elementwise import stable_softplus, stable_sigmoid
+from ..optim.sparse import RowSparseGrad, SparseSGD
 from ..random import fork_rng
-from ..tensor import Function, Tensor
+from ..tensor import Function
+from .corpus import as_corpus
 from .keyed_vectors import KeyedVectors
-from .sparse import RowSparseGrad, SparseSGD, chain
 
 
 # -- sub-sampling and the noise distribution ------------------------------------------------------
@@ -143,30 +143,17 @@ def sgns_loss(v: np.ndarray, u: np.ndarray):
     dL/ds = sigmoid(s) - y: the same "prediction minus target" as logistic regression.
     """
     # BEGIN EXERCISE embeddings.sgns_loss
-    # hint: scores s = (u @ v[:, :, None])[..., 0]; loss = sum of logaddexp(0, -s) for column 0 and logaddexp(0, s) for the rest; g = sigmoid(s) - y; grad_v = sum_k g_k u_k; grad_u = g[..., None] * v[:, None, :]
-    scores = np.matmul(u, v[:, :, None])[..., 0]                  # (B, 1+K)
-    sign = np.ones(scores.shape[1], dtype=scores.dtype)
-    sign[1:] = -1
-    # -log sigmoid(x) = log(1 + exp(-x)) = logaddexp(0, -x): no overflow for large |x|
-    loss = np.logaddexp(0, -sign * scores).sum()
-    g = 1.0 / (1.0 + np.exp(-scores))                              # sigmoid(s) ...
-    g[:, 0] -= 1.0                                                 # ... minus the label
-    grad_v = np.matmul(g[:, None, :], u)[:, 0, :]                  # (B, d)
-    grad_u = g[:, :, None] * v[:, None, :]                         # (B, 1+K, d)
+    # hint: s = einsum("bkd,bd->bk", u, v); loss = sum softplus(-s[:, 0]) + sum softplus(s[:, 1:]); g = sigmoid(s) - y (y: 1 in column 0, else 0); grad_v = sum_k g_k u_k; grad_u = g_k v
+    scores = np.einsum("bkd,bd->bk", u, v)                    # s_k = u_k . v
+    labels = np.zeros_like(scores)
+    labels[:, 0] = 1                                          # y: the true word 1, the negatives 0
+    # -log sigmoid(x) = softplus(-x) = log(1 + exp(-x)), computed without overflow
+    loss = stable_softplus(-scores[:, 0]).sum() + stable_softplus(scores[:, 1:]).sum()
+    g = stable_sigmoid(scores) - labels                       # dL/ds: prediction minus target
+    grad_v = np.einsum("bk,bkd->bd", g, u)                    # sum_k g_k u_k
+    grad_u = g[:, :, None] * v[:, None, :]                    # g_k v
     return loss, grad_v, grad_u
     # END EXERCISE
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) written as 0.5 tanh(x / 2) + 0.5: the same, but no overflow warning
-    when float32 exp(-x) passes 3.4e38 (x < -88)."""
-    return 0.5 * np.tanh(0.5 * x) + 0.5
-
-
-def softplus(x: np.ndarray) -> np.ndarray:
-    """log(1 + exp(x)) = -log sigmoid(-x), computed without overflow; several times faster than
-    ``np.logaddexp(0, x)``, which matters when it runs on every score of every batch."""
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
 def sgns_shared_loss(v, u, starts, noise, negative):
@@ -195,16 +182,18 @@ def sgns_shared_loss(v, u, starts, noise, negative):
     # (K / K') * m_p, cast to the vectors' float32: a float64 weight would make the products
     # below mixed-type, which NumPy computes without BLAS (training ran 5x slower)
     weight = (pairs * (negative / len(noise))).astype(v.dtype)
-    loss = softplus(-positive).sum() + weight @ softplus(negative_scores).sum(axis=1)
-    g_positive = sigmoid(positive) - 1                             # prediction minus label 1
-    g_negative = sigmoid(negative_scores) * weight[:, None]        # prediction minus label 0, weighted
+    loss = stable_softplus(-positive).sum() + weight @ stable_softplus(negative_scores).sum(axis=1)
+    g_positive = stable_sigmoid(positive) - 1                      # prediction minus label 1
+    g_negative = stable_sigmoid(negative_scores) * weight[:, None] # prediction minus label 0, weighted
     grad_u = g_positive[:, None] * v_pair
     grad_v = np.add.reduceat(g_positive[:, None] * u, starts, axis=0) + g_negative @ noise
     grad_noise = g_negative.T @ v
     return loss, grad_v, grad_u, grad_noise
 
 
-def _gradient(rows, values, shape, sparse):
+def row_gradient(rows, values, shape, sparse):
+    """The gradient of a (V, d) table whose rows ``rows`` (repeats add up) got ``values``:
+    a :class:`RowSparseGrad`, or with ``sparse=False`` the dense array (for gradcheck)."""
     grad = RowSparseGrad(rows, values, shape)
     return grad if sparse else grad.to_dense()
 
@@ -212,8 +201,8 @@ def _gradient(rows, values, shape, sparse):
 class SkipGramNegativeSampling(Function):
     """loss = SGNS(W_in[centers], W_out[targets]) summed over the batch; targets (B, 1+K).
 
-    The classic path (``Word2Vec(shared_negatives=False)``): K negatives drawn for each pair,
-    those equal to the pair's context skipped as in gensim.
+    word2vec's own estimator, the default of :class:`Word2Vec`: K negatives drawn for each
+    pair, those equal to the pair's context skipped as in gensim.
 
     Fuses the two embedding lookups with the loss so that the backward can hand the optimizer
     the rows it touched (``sparse=True``, a :class:`RowSparseGrad`) instead of two dense
@@ -227,12 +216,11 @@ class SkipGramNegativeSampling(Function):
         # a negative that is the pair's own context word would teach "o is and is not a context
         # of c" at once: word2vec.c and gensim skip it, so we take its term back out
         pair, column = np.nonzero(targets[:, 1:] == targets[:, :1])
-        if len(pair):
-            column += 1
-            scores = np.einsum("bd,bd->b", u[pair, column], v[pair])
-            loss = loss - softplus(scores).sum()
-            np.subtract.at(grad_v, pair, sigmoid(scores)[:, None] * u[pair, column])
-            grad_u[pair, column] = 0
+        column += 1
+        scores = np.einsum("bd,bd->b", u[pair, column], v[pair])
+        loss = loss - stable_softplus(scores).sum()
+        np.subtract.at(grad_v, pair, stable_sigmoid(scores)[:, None] * u[pair, column])
+        grad_u[pair, column] = 0
         ctx.save_for_backward(centers, targets, grad_v, grad_u)
         ctx.shapes, ctx.sparse = (w_in.shape, w_out.shape), sparse
         return np.asarray(loss, dtype=w_in.dtype)
@@ -241,8 +229,8 @@ class SkipGramNegativeSampling(Function):
     def backward(ctx, grad):
         centers, targets, grad_v, grad_u = ctx.saved_tensors
         d = grad_v.shape[-1]
-        return (_gradient(centers, chain(grad, grad_v), ctx.shapes[0], ctx.sparse),
-                _gradient(targets.reshape(-1), chain(grad, grad_u.reshape(-1, d)), ctx.shapes[1], ctx.sparse))
+        return (row_gradient(centers, grad * grad_v, ctx.shapes[0], ctx.sparse),
+                row_gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
 
 
 class SkipGramSharedNegatives(Function):
@@ -266,8 +254,8 @@ class SkipGramSharedNegatives(Function):
     @staticmethod
     def backward(ctx, grad):
         centers, out_rows, grad_v, grad_out = ctx.saved_tensors
-        return (_gradient(centers, chain(grad, grad_v), ctx.shapes[0], ctx.sparse),
-                _gradient(out_rows, chain(grad, grad_out), ctx.shapes[1], ctx.sparse))
+        return (row_gradient(centers, grad * grad_v, ctx.shapes[0], ctx.sparse),
+                row_gradient(out_rows, grad * grad_out, ctx.shapes[1], ctx.sparse))
 
 
 class CBOWNegativeSampling(Function):
@@ -297,8 +285,8 @@ class CBOWNegativeSampling(Function):
     def backward(ctx, grad):
         context, owner, targets, grad_h, grad_u = ctx.saved_tensors
         d = grad_h.shape[-1]
-        return (_gradient(context, grad * grad_h[owner], ctx.shapes[0], ctx.sparse),
-                _gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
+        return (row_gradient(context, grad * grad_h[owner], ctx.shapes[0], ctx.sparse),
+                row_gradient(targets.reshape(-1), grad * grad_u.reshape(-1, d), ctx.shapes[1], ctx.sparse))
 
 
 class Word2VecModel(Module):
@@ -324,14 +312,6 @@ class Word2VecModel(Module):
                                           cbow_mean=cbow_mean)
 
 
-def as_corpus(sentences, min_count: int = 1):
-    """A :class:`~minitl.data.text.Corpus` restricted to ``min_count``, from a Corpus or token lists."""
-    from ..data.text import Corpus, build_corpus
-    if isinstance(sentences, Corpus):
-        return sentences.restrict(min_count=min_count) if min_count > 1 else sentences
-    return build_corpus(sentences, min_count=min_count)
-
-
 class Word2Vec:
     """Train word vectors; gensim's ``Word2Vec`` names and defaults, ``model.wv`` the vectors.
 
@@ -340,9 +320,10 @@ class Word2Vec:
     that occurs n times in a batch gets the sum of n gradients computed from the same stale
     vectors, so a batch must stay small beside the vocabulary (1024 pairs for tens of thousands
     of words; a few dozen for a toy vocabulary of 16).
-    ``shared_negatives`` (ours too): skip-gram draws ``noise_words`` (K') noise words per batch,
-    scored by every pair and weighted ``negative`` / K' (see the module docstring); ``False``
-    draws ``negative`` noise words for each pair, as gensim does. CBOW always draws per example.
+    Skip-gram draws ``negative`` noise words for each pair, as gensim does, and trains with
+    :func:`sgns_loss`. ``shared_negatives=True`` (ours too) draws ``noise_words`` (K') noise
+    words per batch instead, scored by every pair and weighted ``negative`` / K' (see the
+    module docstring): faster, the same objective in expectation. CBOW always draws per example.
     ``seed=None`` draws from minitl's generator (``tl.manual_seed``); an integer seeds the model
     on its own, as gensim's ``seed`` does.
     """
@@ -350,7 +331,7 @@ class Word2Vec:
     def __init__(self, sentences=None, vector_size=100, alpha=0.025, window=5, min_count=5,
                  sample=1e-3, seed=1, min_alpha=0.0001, sg=0, negative=5, ns_exponent=0.75,
                  cbow_mean=1, epochs=5, batch_size=1024, chunk_words=100_000, progress=True,
-                 shared_negatives=True, noise_words=64):
+                 shared_negatives=False, noise_words=64):
         if negative < 1:
             raise ValueError("only negative sampling is implemented: negative must be >= 1")
         if window < 1 or vector_size < 1 or epochs < 1 or noise_words < 1:
@@ -426,7 +407,7 @@ class Word2Vec:
 
     def _learning_rate(self, words_done, total_words):
         """alpha decaying linearly to min_alpha over the run (word2vec.c, gensim)."""
-        progress = min(words_done / total_words, 1.0)
+        progress = min(float(words_done) / total_words, 1.0)
         return self.alpha - (self.alpha - self.min_alpha) * progress
 
     def _update(self, optimizer, loss, words_done, total_words) -> float:
@@ -497,87 +478,3 @@ class Word2Vec:
     def words_per_second(self) -> float:
         """Corpus words (before sub-sampling) per second of training, gensim's count."""
         return self.words_trained / self.train_seconds if self.train_seconds else 0.0
-
-
-# -- command line ---------------------------------------------------------------------------------
-def load_training_corpus(name: str, fast: bool = False):
-    """``gcide`` or a path to a plain-text file (one sentence per line); ``fast``: about 300k words."""
-    from ..data.text import build_corpus, gcide_corpus, text_sentences
-    limit = 300_000 if fast else None
-    if name == "gcide":
-        corpus = gcide_corpus()
-        if limit:
-            corpus = sample_corpus(corpus, limit)
-        return corpus
-    return build_corpus(text_sentences(name, max_sentence_len=10_000, limit_words=limit))
-
-
-def sample_corpus(corpus, n_words):
-    """About ``n_words`` tokens of ``corpus``: every k-th sentence, so the sample spans the whole text.
-
-    (GCIDE is alphabetical: its first 300,000 words are all entries under "A", a poor corpus.)
-    The vocabulary is recounted on the sample.
-    """
-    from ..data.text import Corpus, Vocab
-    if n_words >= corpus.n_tokens:
-        return corpus
-    step = max(1, round(corpus.n_tokens / n_words))
-    starts, ends = corpus.offsets[:-1:step], corpus.offsets[1::step]
-    lengths = ends - starts
-    # the ids of the chosen sentences, gathered without a Python loop
-    positions = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
-    ids = corpus.ids[positions]
-    counts = np.bincount(ids, minlength=len(corpus.vocab))
-    sample = Corpus(ids, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                    Vocab(corpus.vocab.id_to_word, counts, unk=corpus.vocab.unk))
-    return sample.restrict(min_count=1)
-
-
-def common_arguments(parser: argparse.ArgumentParser, epochs: int):
-    parser.add_argument("--corpus", default="gcide", help="'gcide' or a text file, one sentence per line")
-    parser.add_argument("--vector-size", type=int, default=100)
-    parser.add_argument("--window", type=int, default=5)
-    parser.add_argument("--min-count", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", help="write the vectors here (word2vec format; .bin means binary)")
-    parser.add_argument("--fast", action="store_true", help="about 300k words only (a quick look)")
-
-
-def finish(wv, out):
-    """Save (when asked) and print the standard evaluation figures."""
-    from .evaluation import evaluate, format_report
-    if out:
-        wv.save_word2vec_format(out, binary=str(out).endswith(".bin"))
-        print(f"vectors written to {out}")
-    print(format_report(evaluate(wv)))
-
-
-def word2vec_main(argv: Sequence[str] | None = None) -> int:
-    """``minitl word2vec``: train on GCIDE or a text file, print the evaluation figures."""
-    parser = argparse.ArgumentParser(prog="minitl word2vec", description=word2vec_main.__doc__)
-    common_arguments(parser, epochs=3)
-    parser.add_argument("--sg", type=int, default=1, choices=(0, 1), help="1 skip-gram, 0 CBOW")
-    parser.add_argument("--negative", type=int, default=5)
-    parser.add_argument("--sample", type=float, default=1e-3)
-    parser.add_argument("--alpha", type=float, default=0.025)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--noise-words", type=int, default=64, help="shared noise words per batch (skip-gram)")
-    parser.add_argument("--classic", action="store_true",
-                        help="skip-gram draws --negative noise words per pair (slower) instead of sharing them")
-    args = parser.parse_args(argv)
-    corpus = load_training_corpus(args.corpus, fast=args.fast)
-    model = Word2Vec(vector_size=args.vector_size, window=args.window, min_count=args.min_count,
-                     sg=args.sg, negative=args.negative, sample=args.sample, alpha=args.alpha,
-                     epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                     shared_negatives=not args.classic, noise_words=args.noise_words)
-    model.build_vocab(corpus)
-    print(f"corpus: {model.corpus.n_tokens:,} words, vocabulary {len(model.corpus.vocab):,}")
-    model.train()
-    print(f"trained in {model.train_seconds:.1f} s: {model.words_per_second:,.0f} words/s")
-    finish(model.wv, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(word2vec_main())
