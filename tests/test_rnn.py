@@ -414,6 +414,29 @@ def test_dropout_between_layers_only_in_training(rng, fast):
         tl.nn.LSTM(3, 4, dropout=0.2)
 
 
+@PATHS
+def test_layer_weights_is_where_a_subclass_changes_the_weights(rng, fast):
+    class HalfRecurrence(tl.nn.LSTM):  # as AWD-LSTM's weight drop would, with a mask
+        def layer_weights(self, layer, suffix=""):
+            w_ih, w_hh, b_ih, b_hh = super().layer_weights(layer, suffix)
+            return w_ih, w_hh * 0.5, b_ih, b_hh
+
+    tl.manual_seed(0)
+    lstm = HalfRecurrence(3, 4, bidirectional=True).double()
+    plain = tl.nn.LSTM(3, 4, bidirectional=True).double()
+    plain.load_state_dict(lstm.state_dict())
+    for name in ("weight_hh_l0", "weight_hh_l0_reverse"):
+        getattr(plain, name).data *= 0.5
+    x = tl.tensor(normal(rng, 5, 2, 3), dtype=np.float64)
+    with tl.fastpath.use(fast):
+        out = lstm(x)[0]
+        out.sum().backward()
+        expected = plain(x)[0]
+        expected.sum().backward()
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(lstm.weight_hh_l0_reverse.grad, 0.5 * plain.weight_hh_l0_reverse.grad, rtol=1e-12)
+
+
 def test_clear_errors(rng):
     lstm = tl.nn.LSTM(3, 4, num_layers=2)
     x = tl.randn(5, 2, 3)

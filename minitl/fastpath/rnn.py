@@ -58,9 +58,9 @@ def sigmoid_(a):
 
 
 def run_steps(order, gates, h, c, w_hh_t, running, result, h_prev, c_prev, tanh_c):
-    """The forward recurrence, with w_hh_t = W_hh^T (H, 4H). gates[t] holds x_t W_ih^T + b on entry and the activations
-    i, f, g, o on exit; result[t] receives the output, h_prev/c_prev[t] the state each step
-    starts from, tanh_c[t] = tanh(c_t). Returns the final (h, c)."""
+    """The forward recurrence, with w_hh_t = W_hh^T (H, 4H). gates[t] holds x_t W_ih^T + b on
+    entry and the activations i, f, g, o on exit; result[t] receives the output, h_prev[t] and
+    c_prev[t] the state the step starts from, tanh_c[t] = tanh(c_t). Returns the final (h, c)."""
     xp = xp_of(gates)
     hidden = h_prev.shape[2]
     for t in order:
@@ -138,7 +138,8 @@ class LSTMLayer(Function):
         steps, batch, _ = x.shape
         hidden = w_hh.shape[1]
         # every step's input projection in one product; the recurrence adds h W_hh^T in place
-        gates = backend.matmul(x.reshape(steps * batch, -1), w_ih.T)
+        x_rows = x.reshape(steps * batch, -1)  # a copy only when x is a strided view (batch_first)
+        gates = backend.matmul(x_rows, w_ih.T)
         if b_ih is not None:
             gates += b_ih + b_hh
         gates = gates.reshape(steps, batch, 4 * hidden)
@@ -147,18 +148,19 @@ class LSTMLayer(Function):
         c_prev, tanh_c = xp.empty_like(h_prev), xp.empty_like(h_prev)
         running = None if lengths is None else xp.arange(steps)[:, None, None] < lengths[None, :, None]
         order = range(steps - 1, -1, -1) if reverse else range(steps)
-        # W_hh^T laid out contiguously: the small per-step product runs about 1.5x faster so
+        # W_hh^T copied into contiguous memory once: on one thread the per-step (32, 256) @ (256, 1024)
+        # took 0.5 ms instead of 0.75 ms with the transposed view
         w_hh_t = xp.ascontiguousarray(w_hh.T)
         with np.errstate(over="ignore"), blas_threads_for(xp, batch, hidden):
             h, c = run_steps(order, gates, h0, c0, w_hh_t, running, result, h_prev, c_prev, tanh_c)
         result[steps], result[steps + 1] = h, c
-        ctx.save_for_backward(x, w_ih, w_hh, gates, h_prev, c_prev, tanh_c, running)
+        ctx.save_for_backward(x_rows, w_ih, w_hh, gates, h_prev, c_prev, tanh_c, running)
         ctx.order, ctx.has_bias = order, b_ih is not None
         return result
 
     @staticmethod
     def backward(ctx, grad):
-        x, w_ih, w_hh, gates, h_prev, c_prev, tanh_c, running = ctx.saved_tensors
+        x_rows, w_ih, w_hh, gates, h_prev, c_prev, tanh_c, running = ctx.saved_tensors
         xp = xp_of(grad)
         steps, batch, hidden = h_prev.shape
         d_gates = xp.empty_like(gates)  # the gate buffer stays intact for another backward
@@ -168,8 +170,8 @@ class LSTMLayer(Function):
         # the products over all steps at once: dX = dA W_ih, dW_ih = dA^T X, dW_hh = dA^T H_prev
         needs = ctx.needs_input_grad
         rows = d_gates.reshape(steps * batch, -1)
-        dx = backend.matmul(rows, w_ih).reshape(x.shape) if needs[0] else None
-        dw_ih = backend.matmul(rows.T, x.reshape(steps * batch, -1)) if needs[3] else None
+        dx = backend.matmul(rows, w_ih).reshape(steps, batch, -1) if needs[0] else None
+        dw_ih = backend.matmul(rows.T, x_rows) if needs[3] else None
         dw_hh = backend.matmul(rows.T, h_prev.reshape(steps * batch, -1)) if needs[4] else None
         grads = (dx, dh if needs[1] else None, dc if needs[2] else None, dw_ih, dw_hh)
         if not ctx.has_bias:

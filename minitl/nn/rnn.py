@@ -80,6 +80,10 @@ class LSTM(Module):
     `lengths` (an integer array or list of B values in [1, T]) marks padded sequences, which
     PyTorch packs into a PackedSequence instead: the outputs at padded steps are 0, h_n and c_n
     are the states at each sequence's last real step, and the reverse direction starts there.
+
+    Each layer and direction runs `minitl.ops.rnn.lstm_layer` on the weights that
+    `layer_weights(layer, suffix)` returns: a subclass may return changed weights there (a
+    dropped-out W_hh, as AWD-LSTM's weight drop does) and keep everything else.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
@@ -186,11 +190,13 @@ def _state_pair(name, hx):
 
 
 def _lengths_array(lengths, x, unbatched):
-    """`lengths` (list, NumPy array or tensor) as an integer array on x's device, or None."""
+    """`lengths` (a list, an array or a tensor) as an integer array on x's device, or None."""
     if lengths is None:
         return None
     arr = lengths.data if isinstance(lengths, Tensor) else lengths
-    arr = backend.to_device(arr if hasattr(arr, "shape") else np.asarray(arr), x.device)
+    if xp_of(arr) is np:  # a list, a NumPy array, or another library's CPU tensor
+        arr = np.asarray(arr)
+    arr = backend.to_device(arr, x.device)
     if unbatched and arr.ndim == 0:
         arr = arr.reshape(1)
     return arr

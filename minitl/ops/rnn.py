@@ -59,7 +59,16 @@ def check_cell_inputs(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
 
 class LSTMCellFunction(Function):
     """One LSTM step (eq. LSTM above). A Function has one output, so h' and c' come back
-    stacked as one (2, B, H) array; `lstm_cell` hands them out as two tensors."""
+    stacked as one (2, B, H) array; `lstm_cell` hands them out as two tensors.
+
+    The backward pass gets dh' and dc' (c' reaches the loss through h' and through the next
+    step) and runs the chain rule back through the equations:
+
+        dc = dh' * o * (1 - tanh(c')^2) + dc'
+        do = dh' * tanh(c'),  di = dc * g,  dg = dc * i,  df = dc * c,  dc_prev = dc * f
+        da = [di * i(1 - i) | df * f(1 - f) | dg * (1 - g^2) | do * o(1 - o)]
+        dx = da W_ih,  dh_prev = da W_hh,  dW_ih = da^T x,  dW_hh = da^T h,  db = sum of da's rows
+    """
 
     @staticmethod
     def forward(ctx, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -88,7 +97,8 @@ class LSTMCellFunction(Function):
         dh, dc_next = grad[0], grad[1]  # the gradients of h' and of c'
         # BEGIN EXERCISE rnn.lstm_cell_backward
         # hint: dc = dh*o*(1-tanh(c')^2) + dc'; do = dh*tanh(c'), di = dc*g, dg = dc*i, df = dc*c;
-        # hint: da = each d(gate) * gate'; dx = da W_ih, dh = da W_hh, dc = dc*f, dW_ih = da^T x, dW_hh = da^T h, db = sum da
+        # hint: da = d(gate) * gate'; dx = da W_ih, dh = da W_hh, dc = dc*f, dW_ih = da^T x,
+        # hint: dW_hh = da^T h, db = sum da
         dc = dh * o * (1 - tanh_c * tanh_c) + dc_next
         do = dh * tanh_c
         di, dg, df = dc * g, dc * i, dc * c
