@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from minitl import cpu_runtime
+
+    cpu_runtime.tune()  # a command that trains: keep freed memory, let idle BLAS threads sleep
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in DELEGATED:  # its own parser reads the rest, --help included
         return _delegate(argv[0], argv[1:])

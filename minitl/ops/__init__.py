@@ -6,6 +6,7 @@ need no backward of their own (min, var, stack, squeeze, ...).
 """
 from __future__ import annotations
 
+from .. import fastpath
 from ..backend import xp_of
 from ..tensor import Tensor
 from .elementwise import (Abs, Add, Clamp, Div, Exp, Gelu, Log, Mul, Neg, Pow, Relu, Sigmoid,
@@ -78,7 +79,7 @@ def sigmoid(a):
 
 
 def relu(a):
-    return Relu.apply(_tensor(a))
+    return (fastpath.elementwise.Relu if fastpath.enabled() else Relu).apply(_tensor(a))
 
 
 def gelu(a, approximate="none"):
