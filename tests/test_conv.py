@@ -67,12 +67,12 @@ def test_conv2d_matches_direct_sum():
 
 
 @ex("vision.conv2d_im2col")
-def test_im2col_rows_are_patches():
+def test_im2col_columns_are_patches():
     x = np.arange(2 * 3 * 4 * 4, dtype=np.float64).reshape(2, 3, 4, 4)
     cols, (ho, wo) = im2col(x, (2, 2), (2, 2), (0, 0))
-    assert cols.shape == (2 * ho * wo, 3 * 2 * 2) and (ho, wo) == (2, 2)
-    # row (n=1, y=1, x=0) is the patch x[1, :, 2:4, 0:2] in (c, i, j) order
-    np.testing.assert_array_equal(cols[1 * 4 + 1 * 2 + 0], x[1, :, 2:4, 0:2].reshape(-1))
+    assert cols.shape == (3 * 2 * 2, 2 * ho * wo) and (ho, wo) == (2, 2)
+    # column (n=1, y=1, x=0) is the patch x[1, :, 2:4, 0:2] in (c, i, j) order
+    np.testing.assert_array_equal(cols[:, 1 * 4 + 1 * 2 + 0], x[1, :, 2:4, 0:2].reshape(-1))
 
 
 @ex("vision.maxpool_backward")

@@ -13,9 +13,10 @@ What changes, and why:
 * Threads. The large element-wise passes (the im2col copy, col2im's slice-adds, batch norm's
   passes, the pooling) are split across threads by `fastpath.parallel`; NumPy releases the GIL
   inside its loops.
-* Fewer passes. Batch norm works on an (N*H*W, C) channels-last matrix, takes its column sums
-  with one BLAS product, never stores xhat, and evaluates its backward as one fused
-  two-term combination per row block, while the block is in cache.
+* Fewer passes. The conv's bias rides in its matrix product (a column of ones). Batch norm
+  works on an (N*H*W, C) channels-last matrix, takes its column sums with one BLAS product,
+  never stores xhat, and evaluates its backward as one fused two-term combination per row
+  block, while the block is in cache.
 
 benchmarks/RESULTS.md has what each of these is worth.
 """
@@ -52,15 +53,26 @@ def pad_nhwc(x_nchw, ph, pw):
     return out
 
 
-def im2col_nhwc(x, kernel, stride, padding):
+def im2col_nhwc(x, kernel, stride, padding, ones_column=False):
     """The patch matrix of `x` (N, C, H, W) with columns in (i, j, c) order: shape
-    (N*Ho*Wo, kh*kw*C), rows (n, y, x). Returns it and (Ho, Wo)."""
+    (N*Ho*Wo, kh*kw*C), rows (n, y, x), plus a last column of ones when `ones_column` (the
+    input that a bias multiplies). Returns it and (Ho, Wo)."""
     n, c = x.shape[:2]
+    kh, kw = kernel
     x_pad = pad_nhwc(x, *padding)
     patches = reference.windows(x_pad, kernel, stride, axes=(1, 2))  # (N, Ho, Wo, C, kh, kw), a view
     ho, wo = patches.shape[1], patches.shape[2]
-    cols = xp_of(x).empty((n * ho * wo, kernel[0] * kernel[1] * c), dtype=x.dtype)
-    parallel.copyto(cols.reshape(n, ho, wo, kernel[0], kernel[1], c), patches.transpose(0, 1, 2, 4, 5, 3))
+    k = kh * kw * c
+    cols = xp_of(x).empty((n * ho * wo, k + ones_column), dtype=x.dtype)
+    rows_of = cols[:, :k].reshape(n, ho, wo, kh, kw, c)  # a view: each row's patch, (i, j, c)
+    patches = patches.transpose(0, 1, 2, 4, 5, 3)
+
+    def copy_images(start, stop):  # the patches of images start:stop, and their ones
+        rows_of[start:stop] = patches[start:stop]
+        if ones_column:
+            cols[start * ho * wo:stop * ho * wo, k] = 1
+
+    parallel.parallel_for(n, copy_images, ho * wo * (k + 1), enabled=_threads_for(cols))
     return cols, (ho, wo)
 
 
@@ -93,21 +105,26 @@ def column_sums(a):
 
 
 class Conv2d(Function):
-    """conv2d as in `minitl.ops.conv.Conv2d`, on NHWC patches and threads."""
+    """conv2d as in `minitl.ops.conv.Conv2d`, on NHWC patches and threads. The bias rides in
+    the matrix product: the patch matrix gets a column of ones and W_mat the bias as its last
+    column, so the product adds it, and dW_mat's last column is the bias gradient (no separate
+    pass over the output for either)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=1, padding=0):
         stride, padding = reference._pair(stride), reference._pair(padding)
         reference.check_conv_input(x, weight, stride, padding)
+        xp = xp_of(x)
         kernel = weight.shape[2:]
-        cols, (ho, wo) = im2col_nhwc(x, kernel, stride, padding)
+        has_bias = bias is not None
+        cols, (ho, wo) = im2col_nhwc(x, kernel, stride, padding, ones_column=has_bias)
         w_mat = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)  # (O, kh*kw*C), im2col's order
+        if has_bias:
+            w_mat = xp.concatenate([w_mat, bias[:, None].astype(w_mat.dtype, copy=False)], axis=1)
         out = backend.matmul(cols, w_mat.T)  # (N*Ho*Wo, O): NHWC in memory
-        if bias is not None:
-            parallel.rowwise(xp_of(out).add, out, out, bias)
         ctx.save_for_backward(cols, weight)
         ctx.geometry = (x.shape, stride, padding, (ho, wo))
-        ctx.has_bias = bias is not None
+        ctx.has_bias = has_bias
         return out.reshape(x.shape[0], ho, wo, -1).transpose(0, 3, 1, 2)
 
     @staticmethod
@@ -124,10 +141,10 @@ class Conv2d(Function):
             # BLAS at full speed
             w_offsets = xp_of(weight).ascontiguousarray(weight.transpose(2, 3, 0, 1).reshape(kh * kw, o, c))
             grad_x = col2im_nhwc(backend.matmul(g, w_offsets), x_shape, (kh, kw), stride, padding, out_hw)
-        if needs[1]:
-            grad_w = backend.matmul(g.T, cols).reshape(o, kh, kw, c).transpose(0, 3, 1, 2)
-        if ctx.has_bias and needs[2]:
-            grad_b = column_sums(g)
+        if needs[1] or (ctx.has_bias and needs[2]):
+            dw_mat = backend.matmul(g.T, cols)  # (O, kh*kw*C [+ 1])
+            grad_w = dw_mat[:, :kh * kw * c].reshape(o, kh, kw, c).transpose(0, 3, 1, 2) if needs[1] else None
+            grad_b = dw_mat[:, -1] if ctx.has_bias and needs[2] else None
         return (grad_x, grad_w, grad_b) if ctx.has_bias else (grad_x, grad_w)
 
 

@@ -4,15 +4,16 @@ Chapter: "Transfer learning in computer vision" — the conv nets whose lower la
 and textures that transfer between tasks.
 
 Convolution is computed the way most CPU libraries do it, by *im2col*: every kh x kw patch of
-the input becomes one row of a matrix, so the whole convolution is ONE matrix product
+the input becomes one column of a matrix, so the whole convolution is ONE matrix product
 
-    out[n, o, y, x] = sum_{c, i, j} x_pad[n, c, s*y + i, s*x + j] * W[o, c, i, j] + b[o]   (eq. conv)
-                    = (cols @ W_mat^T)[(n, y, x), o]     with W_mat = W.reshape(O, C*kh*kw)
+    out[n, o, y, x] = sum_{c, i, j} W[o, c, i, j] * x_pad[n, c, s*y + i, s*x + j] + b[o]   (eq. conv)
+                    = (W_mat @ cols)[o, (n, y, x)]     with W_mat = W.reshape(O, C*kh*kw)
 
 The patches are read through a strided *view* (`sliding_window_view`), so no Python loop ever
 walks over pixels; one reshape copies the view into the `cols` matrix that the matmul wants.
-The backward pass is the same product read backwards: dW = g^T @ cols, dcols = g @ W_mat, and
-col2im adds each patch's gradient back onto the pixels it was read from.
+The backward pass is the same product read backwards: with g the output gradient as an
+(O, N*Ho*Wo) matrix, dW = g @ cols^T, dcols = W_mat^T @ g, and col2im adds each patch's
+gradient back onto the pixels it was read from.
 
 This file is the reference: the math as a student writes it, in plain NumPy. The layers call
 `conv2d`, `max_pool2d` and `batch_norm` below, which run the versions in `minitl/fastpath/conv.py`
@@ -67,15 +68,15 @@ def window_positions(offset, stride, count):
 
 
 def im2col(x, kernel, stride, padding):
-    """The patch matrix of `x` (N, C, H, W): one row per output pixel (n, y, x), one column per
-    window entry (c, i, j), shape (N*Ho*Wo, C*kh*kw). Returns it and (Ho, Wo)."""
+    """The patch matrix of `x` (N, C, H, W): one column per output pixel (n, y, x), one row per
+    window entry (c, i, j), shape (C*kh*kw, N*Ho*Wo). Returns it and (Ho, Wo)."""
     # BEGIN EXERCISE vision.conv2d_im2col
-    # hint: zero-pad H and W; windows(x_pad, kernel, stride, axes=(2, 3)) is (N, C, Ho, Wo, kh, kw); put C after Ho, Wo (transpose) and reshape to (N*Ho*Wo, C*kh*kw)
+    # hint: zero-pad H and W; windows(x_pad, kernel, stride, axes=(2, 3)) is (N, C, Ho, Wo, kh, kw); transpose to (C, kh, kw, N, Ho, Wo) and reshape to (C*kh*kw, N*Ho*Wo)
     ph, pw = padding
     x_pad = xp_of(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     patches = windows(x_pad, kernel, stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw), a view
     n, c, ho, wo, kh, kw = patches.shape
-    cols = patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
+    cols = patches.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
     return cols, (ho, wo)
     # END EXERCISE
 
@@ -86,11 +87,13 @@ def col2im(dcols, x_shape, kernel, stride, padding, out_hw):
     per kernel offset (i, j), kh*kw of them, never a loop over pixels."""
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_hw
-    dpatches = dcols.reshape(n, ho, wo, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)  # (N, C, Ho, Wo, kh, kw)
+    dpatches = dcols.reshape(c, kh, kw, n, ho, wo)
     dx_pad = xp_of(dcols).zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dcols.dtype)
     for i in range(kh):
         for j in range(kw):
-            dx_pad[:, :, window_positions(i, sh, ho), window_positions(j, sw, wo)] += dpatches[..., i, j]
+            # the window at (y, x) read pixel (sh*y + i, sw*x + j) at offset (i, j)
+            dx_pad[:, :, window_positions(i, sh, ho), window_positions(j, sw, wo)] += \
+                dpatches[:, i, j].transpose(1, 0, 2, 3)
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -105,14 +108,15 @@ class Conv2d(Function):
         stride, padding = _pair(stride), _pair(padding)
         check_conv_input(x, weight, stride, padding)
         cols, (ho, wo) = im2col(x, weight.shape[2:], stride, padding)
-        w_mat = weight.reshape(weight.shape[0], -1)  # (O, C*kh*kw): columns in im2col's order
-        out = cols @ w_mat.T  # (N*Ho*Wo, O)
+        w_mat = weight.reshape(weight.shape[0], -1)  # (O, C*kh*kw): im2col's row order
+        out = w_mat @ cols  # (O, N*Ho*Wo)
         if bias is not None:
-            out += bias
+            out += bias[:, None]
         ctx.save_for_backward(cols, w_mat)
         ctx.geometry = (x.shape, weight.shape, stride, padding, (ho, wo))
         ctx.has_bias = bias is not None
-        return out.reshape(x.shape[0], ho, wo, -1).transpose(0, 3, 1, 2)
+        out = out.reshape(-1, x.shape[0], ho, wo).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo)
+        return xp_of(out).ascontiguousarray(out)
 
     @staticmethod
     def backward(ctx, grad):
@@ -120,11 +124,11 @@ class Conv2d(Function):
         x_shape, w_shape, stride, padding, out_hw = ctx.geometry
         needs_x, needs_w = ctx.needs_input_grad[:2]
         # BEGIN EXERCISE vision.conv2d_backward
-        # hint: with g = grad as an (N*Ho*Wo, O) matrix (one row per output pixel): dW = g^T @ cols, dcols = g @ W_mat (col2im makes it dx), db = g.sum(0)
-        g = grad.transpose(0, 2, 3, 1).reshape(-1, w_shape[0])
-        grad_x = col2im(g @ w_mat, x_shape, w_shape[2:], stride, padding, out_hw) if needs_x else None
-        grad_w = (g.T @ cols).reshape(w_shape) if needs_w else None
-        grad_b = g.sum(axis=0) if ctx.has_bias else None
+        # hint: out = W_mat @ cols, so with g = grad as an (O, N*Ho*Wo) matrix: dW = g @ cols^T, dcols = W_mat^T @ g (col2im makes it dx), db = g.sum(1)
+        g = grad.transpose(1, 0, 2, 3).reshape(w_shape[0], -1)
+        grad_x = col2im(w_mat.T @ g, x_shape, w_shape[2:], stride, padding, out_hw) if needs_x else None
+        grad_w = (g @ cols.T).reshape(w_shape) if needs_w else None
+        grad_b = g.sum(axis=1) if ctx.has_bias else None
         # END EXERCISE
         return (grad_x, grad_w, grad_b) if ctx.has_bias else (grad_x, grad_w)
 
@@ -156,8 +160,9 @@ class MaxPool2d(Function):
         _, kernel, stride, _ = ctx.geometry
         win = windows(x, kernel, stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw)
         flat = win.reshape(win.shape[:4] + (-1,))  # each window's kh*kw values, offset i*kw + j
-        ctx.save_for_backward(flat.argmax(axis=-1))
-        return flat.max(axis=-1)
+        arg = flat.argmax(axis=-1)
+        ctx.save_for_backward(arg)
+        return xp_of(x).take_along_axis(flat, arg[..., None], axis=-1)[..., 0]  # the value at the argmax
 
     @staticmethod
     def backward(ctx, grad):
