@@ -116,7 +116,7 @@ class Conv2d(Function):
         ctx.geometry = (x.shape, weight.shape, stride, padding, (ho, wo))
         ctx.has_bias = bias is not None
         out = out.reshape(-1, x.shape[0], ho, wo).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo)
-        return xp_of(out).ascontiguousarray(out)
+        return xp_of(out).ascontiguousarray(out)  # plain NCHW memory, the order the next layers read
 
     @staticmethod
     def backward(ctx, grad):
