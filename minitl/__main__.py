@@ -3,5 +3,4 @@ import sys
 
 from .cli import main
 
-if __name__ == "__main__":  # importing the module (pkgutil.walk_packages does) runs nothing
-    sys.exit(main())
+sys.exit(main())
