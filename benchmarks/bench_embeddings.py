@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from minitl import cpu_runtime  # noqa: E402
 from minitl.data.text import gcide_corpus  # noqa: E402
 from minitl.embeddings import GloVe, Word2Vec, evaluate, format_report  # noqa: E402
 from minitl.embeddings.corpus import sample_corpus  # noqa: E402
@@ -37,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--glove", action="store_true", help="also time GloVe epochs")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    cpu_runtime.tune()  # what a training program does: keep freed memory, let idle BLAS threads sleep
     settings = dict(vector_size=100, window=5, min_count=5, negative=5, sg=args.sg, epochs=args.epochs,
                     sample=1e-3, alpha=0.025, min_alpha=0.0001, seed=1)
 

@@ -98,7 +98,7 @@ def compare_sides(ours, peer, threads, repeat, inner=2, rounds=3):
     import minitl
 
     torch.set_num_threads(threads)
-    set_threads = getattr(minitl.fastpath, "set_num_threads", None) or minitl.parallel.set_num_threads
+    set_threads = minitl.fastpath.set_num_threads
     set_threads(threads)
     sides = {"reference": on_path(ours, False), "fast": on_path(ours, True), "torch": peer}
     times = {side: [] for side in SIDES}
@@ -117,7 +117,7 @@ def main(argv=None):
     torch = require_torch("bench_sequence")
     import minitl
 
-    tune = getattr(minitl.cpu_runtime, "tune", None) or minitl.cpu_runtime.tune_on_import
+    tune = minitl.cpu_runtime.tune
     tune()
     rng = np.random.default_rng(0)
     weights = lm_weights(rng)

@@ -1,4 +1,5 @@
-"""minitl's vision layers against PyTorch CPU, in one run, both float32 on the same threads.
+"""minitl's vision layers against PyTorch CPU, in one run, both float32 on the same threads;
+minitl twice, on its reference code and on its fast paths (see benchmarks/harness.py).
 
 1. conv2d forward + backward (input, weight and bias gradients) on layer shapes of the
    chapter's networks;
@@ -8,20 +9,15 @@
 
     python benchmarks/bench_vision.py [--threads N] [--repeat R] [--json PATH]
 
-Goal (issue 3): the CNN step at most 2x PyTorch's time. The two sides are timed interleaved
-so that drifting machine load hits both alike; the best of three rounds is reported.
-
-Measured (2 cores, PyTorch 2.13 CPU, numpy 2.4): the CNN step 64.2 ms against 40.6 ms (1.58x) on
-2 threads, 95.8 ms against 75.1 ms (1.28x) on 1 thread. It was 2.35x on 2 threads while
-NumPy's element-wise passes ran on one thread, glibc returned every large array to the OS
-(page faults on the next step) and idle OpenBLAS threads spun between products (see
-minitl/parallel.py and minitl/cpu_runtime.py). The 16-channel conv stays the worst case (5x):
-its im2col matrix is 9x the input, where PyTorch's direct convolution reads the input once.
+Goals (issue 9): the CNN step at most 1.5x PyTorch's time on the fast paths and at most 3x on
+the reference code. Measured figures, with date and machine: benchmarks/RESULTS.md. The
+16-channel conv is the worst case for im2col: its patch matrix is 9x the input, where
+PyTorch's direct convolution reads the input once.
 """
 from __future__ import annotations
 
 import numpy as np
-from harness import compare, header, parse_args, require_torch, training_step, write_json
+from harness import compare, header, parse_args, print_table, require_torch, training_step, write_json
 
 CONV_SHAPES = [  # (batch, in_channels, size, out_channels, kernel, stride, padding)
     (128, 1, 28, 32, 3, 1, 1),
@@ -91,10 +87,8 @@ def main(argv=None):
     results = compare(cases, args.threads, args.repeat)
 
     print(header(torch, args.threads))
-    print(f"{'case (forward + backward)':<34}{'minitl':>11}{'PyTorch':>11}{'ratio':>8}")
-    for name, r in results.items():
-        print(f"{name:<34}{r['minitl_s'] * 1e3:>8.1f} ms{r['torch_s'] * 1e3:>8.1f} ms{r['ratio']:>7.2f}x")
-    print("goal: CNN Adam step <= 2x PyTorch")
+    print("(conv cases: forward + backward)")
+    print_table(results, {"CNN Adam step b128": {"reference": 3.0, "fast": 1.5}})
     write_json(args.json, args.threads, results)
     return results
 

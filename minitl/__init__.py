@@ -13,7 +13,7 @@ from pathlib import Path as _Path
 if (_Path(__file__).parent.parent / "kernels" / "_loader.py").is_file():
     __path__.append(str(_Path(__file__).parent.parent))  # noqa: F821  (a package's own __path__)
 
-from . import backend, cpu_runtime, fastpath, nn, ops, optim, parallel, random  # noqa: F401
+from . import backend, cpu_runtime, fastpath, nn, ops, optim, random  # noqa: F401
 from .backend import device, is_cuda_available  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .ops import (abs, cat, chunk, clamp, clone, concatenate, exp, log, logsumexp, matmul, max,  # noqa: F401
@@ -26,8 +26,6 @@ from .tensor import (Function, Tensor, arange, bool_, enable_grad, float32, floa
                      tensor, unbroadcast, zeros, zeros_like)
 
 __version__ = "0.1.0"
-
-cpu_runtime.tune_on_import()  # reuse freed memory, keep idle BLAS threads off the cores (see there)
 
 
 def __getattr__(name):

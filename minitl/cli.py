@@ -331,6 +331,9 @@ def _quiet_broken_pipe() -> int:
 
 
 def main(argv=None) -> int:
+    from minitl import cpu_runtime
+
+    cpu_runtime.tune()  # a command that trains: keep freed memory, let idle BLAS threads sleep
     try:
         code = _main(argv)
         sys.stdout.flush()  # a broken pipe shows here when the output fitted in the buffer

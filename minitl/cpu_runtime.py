@@ -1,35 +1,40 @@
-"""Two process-level settings that make CPU training steps fast, applied when minitl is imported.
+"""Two process-wide settings that make CPU training steps faster: opt-in, via `tune()`.
+
+`import minitl` changes nothing outside minitl. A program that trains on the CPU (the `minitl`
+command, the experiments, the benchmarks) calls
+
+    minitl.cpu_runtime.tune()   # returns what took, e.g. {"keep_freed_memory": True, ...}
+
+once at its start; MINITL_CPU_TUNING=0 in the environment turns the call into a no-op. Both
+settings concern the whole process, which is why a library must not make them on import:
+they would change the memory use and the BLAS of every other library in the program.
 
 1. Keep freed memory for reuse instead of handing it back to the operating system.
 
    A training step allocates and frees the same large arrays every time: an im2col patch
-   matrix (29 MB for the second conv of the benchmark CNN), its gradient, batch-norm and ReLU
-   outputs of several MB each. glibc's malloc serves blocks above `M_MMAP_THRESHOLD` with a
+   matrix (tens of MB for the second conv of the benchmark CNN), its gradient, batch-norm and
+   ReLU outputs of several MB each. glibc's malloc serves blocks above `M_MMAP_THRESHOLD` with a
    fresh `mmap` and returns them with `munmap` when freed, and it also trims the top of the
    heap back to the OS once more than `M_TRIM_THRESHOLD` is free there. Either way the next
-   step's arrays land on pages the kernel must fault in and zero again: on this project's
-   2-core benchmark machine that was 144,000 page faults in 23 steps of the small CNN, about a
-   fifth of the step's time (126 ms -> 101 ms once memory is kept; peak memory unchanged,
-   230 MB). PyTorch users get the same effect by preloading jemalloc or tcmalloc (Intel's CPU
-   performance guide recommends it for this reason). We ask glibc with `mallopt`: blocks up to
-   1 GiB come from the heap, and up to 1 GiB of free memory stays in the process. The process
-   keeps its peak working set instead of shrinking between steps.
+   step's arrays land on pages the kernel must fault in and zero again, a sizeable part of a
+   CNN step's time. PyTorch users get the same effect by preloading jemalloc or tcmalloc
+   (Intel's CPU performance guide recommends it for this reason). We ask glibc with `mallopt`:
+   blocks up to 1 GiB come from the heap, and up to 1 GiB of free memory stays in the process.
+   The process keeps its peak working set instead of shrinking between steps.
 
 2. Don't let idle BLAS threads spin.
 
    After each matrix product, OpenBLAS's worker threads busy-wait for the next one for 2^28
-   cycles (about 0.1 s): measured here, a 50 ms sleep right after a product cost 48 ms of CPU.
-   A training step runs element-wise passes between its products, on `minitl.parallel`'s
-   threads, and a spinning BLAS thread takes a core away from them (the small CNN's step:
-   96 ms -> 80 ms once BLAS threads sleep sooner). OpenBLAS reads the spin time from
-   OPENBLAS_THREAD_TIMEOUT (a power of two, 4..30) when it starts its threads, so we set it
-   (unless the user did), have OpenBLAS read its environment again and shut its threads down;
-   the next product starts them anew with the short timeout. Those two functions are exported
-   by OpenBLAS but are not documented API: where they are missing (another BLAS, another
-   build) nothing changes.
+   cycles (about 0.1 s). A training step runs element-wise passes between its products, on
+   `minitl.fastpath`'s threads, and a spinning BLAS thread takes a core away from them.
+   OpenBLAS reads the spin time from OPENBLAS_THREAD_TIMEOUT (a power of two, 4..30) when it
+   starts its threads, so we set it (unless the user did), have OpenBLAS read its environment
+   again and shut its threads down; the next product starts them anew with the short timeout.
+   Those two functions are exported by OpenBLAS but are not documented API: where they are
+   missing (another BLAS, another build) nothing changes.
 
-Set MINITL_CPU_TUNING=0 before importing minitl to leave both alone. Elsewhere than glibc
-(macOS, musl) the first does nothing.
+Elsewhere than glibc (macOS, musl) the first does nothing. benchmarks/RESULTS.md has what
+each setting was worth, measured.
 """
 from __future__ import annotations
 
@@ -42,9 +47,9 @@ M_TRIM_THRESHOLD = -1  # the `param` numbers of glibc's <malloc.h>
 M_MMAP_THRESHOLD = -3
 KEEP_BYTES = 1 << 30
 # 2^20 cycles (about half a millisecond): back-to-back products still find their threads awake,
-# and a longer element-wise phase between two products gets its cores back. Measured on the
-# 2-core machine against PyTorch: 2^16 made the MLP step wait for sleeping threads (1.44x),
-# 2^22 and up left the CNN's element-wise phases sharing cores (2.07x); 2^20 gave 1.31x / 1.82x
+# and a longer element-wise phase between two products gets its cores back. Shorter made the
+# MLP step wait for sleeping threads, longer left the CNN's element-wise phases sharing cores
+# (the measurements are in benchmarks/RESULTS.md)
 BLAS_SPIN_EXPONENT = 20
 
 _tuned = None  # None: not tried yet; then a dict of what was applied
@@ -93,12 +98,19 @@ def stop_blas_spinning(exponent: int = BLAS_SPIN_EXPONENT) -> bool:
     return applied
 
 
-def tune_on_import() -> dict:
-    """Called once by `import minitl`; MINITL_CPU_TUNING=0 turns it off. Returns what took."""
+def tune() -> dict:
+    """Apply both settings once per process (later calls return the first call's result).
+    Returns what took: {"keep_freed_memory": bool, "stop_blas_spinning": bool}, or {} when
+    MINITL_CPU_TUNING=0 turned tuning off."""
     global _tuned
     if _tuned is None:
         if os.environ.get("MINITL_CPU_TUNING", "1") == "0":
             _tuned = {}
         else:
             _tuned = {"keep_freed_memory": keep_freed_memory(), "stop_blas_spinning": stop_blas_spinning()}
-    return _tuned
+    return dict(_tuned)
+
+
+def tuned() -> dict | None:
+    """What `tune()` applied in this process, or None when it has not been called."""
+    return None if _tuned is None else dict(_tuned)

@@ -8,6 +8,8 @@
   The header line "minitl under test: ..." shows which one was imported.
 * Fixtures: ``rng`` (a seeded NumPy generator). Every test writes lesson output into a
   temporary folder, never into the working tree.
+* A test of an exercise runs on the reference code, with ``tl.fastpath`` off: it checks what
+  the student writes, never the fast path beside it (tests/test_fastpath.py proves those equal).
 
 Kept light on purpose: nothing heavy (torch, matplotlib, minitl itself) is imported here, so
 collecting one test file stays fast.
@@ -89,3 +91,19 @@ def _lesson_output_in_tmp(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _exercise_tests_run_the_reference(request):
+    """Every test marked @pytest.mark.exercise runs inside ``tl.fastpath.use(False)``."""
+    if request.node.get_closest_marker("exercise") is None:
+        yield
+        return
+    import minitl  # here, not at the top: collecting a test file stays light
+
+    fastpath = getattr(minitl, "fastpath", None)
+    if fastpath is None:  # a project without the switch (the exercise tooling's test projects)
+        yield
+        return
+    with fastpath.use(False):
+        yield

@@ -1,5 +1,8 @@
 """Conv, pooling and batch norm: gradchecks in float64 (bound 1e-6), shapes, errors, and the
-train/eval behaviour of BatchNorm's running statistics."""
+train/eval behaviour of BatchNorm's running statistics.
+
+Everything here runs the reference code of minitl/ops/conv.py (the fast path off);
+tests/test_fastpath.py proves the fast versions equal to it."""
 import numpy as np
 import pytest
 
@@ -9,6 +12,12 @@ from minitl.ops.conv import adaptive_bins, im2col
 
 rng = np.random.default_rng(7)
 ex = pytest.mark.exercise
+
+
+@pytest.fixture(autouse=True)
+def reference_path():
+    with tl.fastpath.use(False):
+        yield
 
 
 def normal(*shape):
@@ -58,16 +67,16 @@ def test_conv2d_matches_direct_sum():
 
 
 @ex("vision.conv2d_im2col")
-def test_im2col_rows_are_patches():
+def test_im2col_columns_are_patches():
     x = np.arange(2 * 3 * 4 * 4, dtype=np.float64).reshape(2, 3, 4, 4)
     cols, (ho, wo) = im2col(x, (2, 2), (2, 2), (0, 0))
-    assert cols.shape == (2 * ho * wo, 2 * 2 * 3) and (ho, wo) == (2, 2)
-    # row (n=1, y=1, x=0) is the patch x[1, :, 2:4, 0:2] in (i, j, c) order
-    np.testing.assert_array_equal(cols[1 * 4 + 1 * 2 + 0], x[1, :, 2:4, 0:2].transpose(1, 2, 0).reshape(-1))
+    assert cols.shape == (3 * 2 * 2, 2 * ho * wo) and (ho, wo) == (2, 2)
+    # column (n=1, y=1, x=0) is the patch x[1, :, 2:4, 0:2] in (c, i, j) order
+    np.testing.assert_array_equal(cols[:, 1 * 4 + 1 * 2 + 0], x[1, :, 2:4, 0:2].reshape(-1))
 
 
 @ex("vision.maxpool_backward")
-@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), (2, 1, 0)])
+@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), (2, 1, 0), ((2, 3), (1, 2), (1, 0))])
 def test_gradcheck_max_pool(kernel, stride, padding):
     assert tl.gradcheck(lambda x: F.max_pool2d(x, kernel, stride, padding), distinct(2, 2, 5, 6))
 
@@ -109,7 +118,9 @@ def test_gradcheck_batch_norm_eval_and_1d():
                         normal(5, 3), normal(3), normal(3))
 
 
-def test_batchnorm2d_running_stats_train_vs_eval():
+@pytest.mark.parametrize("fast", [False, True])
+def test_batchnorm2d_running_stats_train_vs_eval(fast):
+    tl.fastpath.set_enabled(fast)  # the reference_path fixture restores the setting
     bn = tl.nn.BatchNorm2d(3, momentum=0.5)
     x = rng.normal(2.0, 3.0, size=(8, 3, 4, 4)).astype(np.float32)
     y = bn(tl.tensor(x)).numpy()
@@ -171,35 +182,13 @@ def test_resnet_mini_shapes_and_head():
     assert tl.models.small_cnn()(tl.tensor(np.zeros((2, 1, 28, 28), np.float32))).shape == (2, 10)
 
 
-def test_max_pool_2x2_fast_path_matches_the_window_path_with_ties():
-    """The reshape path for 2x2/stride 2 gives the values and the first-maximum gradient of
-    the generic window path (3x3 windows at stride 2 and padding, which take the other path,
-    cannot be compared; so compare against a direct computation)."""
-    from minitl.ops.conv import max_pool_2x2
-
-    x = rng.integers(0, 3, (2, 3, 6, 4)).astype(np.float32)  # many ties
-    for layout in (x, np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
-        out, arg = max_pool_2x2(layout)
-        win = x.reshape(2, 3, 3, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 3, 2, 4)
-        np.testing.assert_array_equal(out, win.max(-1))
-        np.testing.assert_array_equal(arg, win.argmax(-1))  # NumPy's argmax: the first maximum
-        t = tl.tensor(layout, requires_grad=True)
-        F.max_pool2d(t, 2).sum().backward()
-        assert t.grad.sum() == out.size  # one unit of gradient per window, on one pixel
-
-
-def test_batch_norm_column_sums_match_float64_statistics():
+@pytest.mark.parametrize("fast", [False, True])
+def test_batch_norm_in_float32_matches_float64_statistics(fast):
     x = (normal(4, 3, 5, 5) * 3 + 2).astype(np.float32)
     bn = tl.nn.BatchNorm2d(3)
-    out = bn(tl.tensor(x)).numpy()
+    with tl.fastpath.use(fast):
+        out = bn(tl.tensor(x)).numpy()
     x64 = x.astype(np.float64)
     mean, var = x64.mean(axis=(0, 2, 3), keepdims=True), x64.var(axis=(0, 2, 3), keepdims=True)
     np.testing.assert_allclose(out, (x64 - mean) / np.sqrt(var + 1e-5), atol=1e-5)
 
-
-def test_gradcheck_max_pool_2x2_fast_path():
-    """Even sizes take the 2x2 reshape path forward and backward, in both memory layouts."""
-    x = distinct(2, 3, 4, 6)
-    assert tl.gradcheck(lambda t: F.max_pool2d(t, 2), x)
-    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NHWC memory, as after a conv
-    assert tl.gradcheck(lambda t: F.max_pool2d(t, 2), nhwc)

@@ -103,14 +103,37 @@ def test_fast_adam_with_a_large_eps_matches_the_formula(steps):
 
 
 @pytest.mark.exercise("optim.adam")
-def test_adam_update_over_chunk_boundaries():
-    """A parameter larger than the update's chunk size gets the same step everywhere."""
-    n = tl.optim.Adam.CHUNK * 2 + 123
-    p = tl.nn.Parameter(np.zeros(n, np.float32))
-    p.grad = np.ones(n, np.float32)
-    opt = tl.optim.Adam([p], lr=0.1)
-    opt.step()
-    np.testing.assert_allclose(p.data, np.full(n, -0.1), rtol=1e-5)
+def test_adam_first_step_moves_every_weight_by_lr():
+    """At t = 1, m_hat = g and v_hat = g^2, so each weight moves by lr * sign(g) (eps aside)."""
+    g = np.array([3.0, -0.5, 1e-3, -200.0], np.float32)
+    p = tl.nn.Parameter(np.zeros(4, np.float32))
+    p.grad = g
+    tl.optim.Adam([p], lr=0.1).step()
+    np.testing.assert_allclose(p.data, -0.1 * np.sign(g), rtol=1e-4)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("cls,kwargs", [("Adam", dict(lr=1e-2, weight_decay=1e-2)),
+                                        ("AdamW", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1))])
+def test_adam_matches_pytorch_on_both_paths(fast, cls, kwargs):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    shapes = [(70, 30), (30,), (5, 3, 3, 2)]
+    start = [rng.standard_normal(s) for s in shapes]
+    ours = [tl.nn.Parameter(np.zeros(s, np.float32)) for s in shapes]
+    for p, w in zip(ours, start):
+        p.data = w.copy()  # float64
+    theirs = [torch.tensor(w, requires_grad=True) for w in start]
+    opt, ref = getattr(tl.optim, cls)(ours, **kwargs), getattr(torch.optim, cls)(theirs, **kwargs)
+    with tl.fastpath.use(fast):
+        for _ in range(5):
+            grads = [rng.standard_normal(s) for s in shapes]
+            for p, t, g in zip(ours, theirs, grads):
+                p.grad, t.grad = g, torch.tensor(g)
+            opt.step()
+            ref.step()
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_param_groups_have_their_own_learning_rates():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import optim
+from .. import cpu_runtime, optim
 from ..data import DataLoader, fashion_mnist
 from ..models import small_cnn
 from ..pretrained import normalize
@@ -28,6 +28,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--fast", action="store_true", help="5,000 training and 1,000 test images")
     args = parser.parse_args(argv)
+    cpu_runtime.tune()  # a training run: keep freed memory, let idle BLAS threads sleep
     manual_seed(0)
     x, y = fashion_mnist("train")
     x_test, y_test = fashion_mnist("test")

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import nn, transfer
+from .. import cpu_runtime, nn, transfer
 from ..models import resnet_mini
 from ..pretrained import SOURCE_CLASSES, TARGET_CLASSES, load_pretrained, task
 from ..random import manual_seed
@@ -250,6 +250,7 @@ def experiment_transfer_main(argv=None):
     parser.add_argument("--min-epochs", type=int, default=MIN_EPOCHS,
                         help="at least this many passes over the N images (default 2: 2 epochs at N = 10,000)")
     args = parser.parse_args(argv)
+    cpu_runtime.tune()  # a training run: keep freed memory, let idle BLAS threads sleep
     sizes = [int(s) for s in (args.sizes or ("100" if args.fast else "100,1000,10000")).split(",")]
     seeds = args.seeds if args.seeds is not None else (1 if args.fast else 3)
     strategies = [s for s in args.strategies.split(",") if s]

@@ -17,6 +17,23 @@ One switch chooses the path:
 `MINITL_FASTPATH=0` (or 1) in the environment sets the starting value. A student copy made by
 `minitl exercises export` has `ENABLED_BY_DEFAULT = False` below, so the code the student
 writes is the code that trains in the lessons and the tests.
+
+The ops choose their version where they are called, in plain sight, e.g. `minitl.ops.relu`:
+
+    return (fastpath.elementwise.Relu if fastpath.enabled() else Relu).apply(a)
+
+What lives here:
+
+    parallel.py      element-wise work split across threads; set_num_threads / get_num_threads
+    conv.py          convolution, batch norm and 2x2 max-pool in NHWC memory, on those threads
+    elementwise.py   ReLU on those threads
+    adam.py          the Adam update on all parameters at once, in cache-sized slices, in place
+    sparse.py        word2vec's row scatter and AdaGrad's row update on a flat view of the table
+    rnn.py           a whole LSTM layer as one Function: all input projections in one matmul,
+                     the recurrence on preallocated buffers, backprop through time in one loop
+
+Each fast Function is its own class (not a subclass of its reference), so `out.grad_fn` says
+which version recorded a node.
 """
 from __future__ import annotations
 
@@ -76,3 +93,20 @@ class use:
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+def __getattr__(name):
+    # fastpath.conv, fastpath.adam, ...: loaded on first use, which lets them import the
+    # reference modules whose dispatch names them (minitl.ops.conv calls fastpath.conv.Conv2d)
+    import importlib
+
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+# the fast paths' threads (BLAS keeps its own setting; see parallel.py)
+from .parallel import get_num_threads, set_num_threads  # noqa: E402,F401

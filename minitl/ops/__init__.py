@@ -10,6 +10,7 @@ import builtins
 
 import numpy as np
 
+from .. import fastpath
 from ..backend import xp_of
 from ..tensor import Tensor
 from .elementwise import (Abs, Add, Cast, Clamp, Clone, Div, Exp, Gelu, Log, LogSigmoid, Maximum,
@@ -83,7 +84,7 @@ def sigmoid(a):
 
 
 def relu(a):
-    return Relu.apply(_tensor(a))
+    return (fastpath.elementwise.Relu if fastpath.enabled() else Relu).apply(_tensor(a))
 
 
 def gelu(a, approximate="none"):

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 
-from .. import parallel
 from ..backend import xp_of
 from ..tensor import Function, Tensor, unbroadcast
 
@@ -287,27 +286,19 @@ class Silu(Function):
         return grad * s * (1 + a * (1 - s))
 
 
-def relu_backward_rows(grad, relu_out, out):
-    """out = grad where the ReLU's output is positive, else 0 (for parallel.rowwise)."""
-    return xp_of(grad).multiply(grad, relu_out > 0, out=out)
-
-
 class Relu(Function):
-    """max(x, 0). Both passes run row blocks on all threads (parallel.rowwise); the results
-    keep the input's memory layout (NHWC after a conv stays NHWC)."""
+    """relu(a) = max(a, 0); its derivative is 1 where a > 0 and 0 elsewhere, so the gradient
+    passes where the input was positive: da = grad * (a > 0)."""
 
     @staticmethod
     def forward(ctx, a):
-        xp = xp_of(a)
-        out = parallel.rowwise(xp.maximum, xp.empty_like(a), a, 0)
-        ctx.save_for_backward(out)
-        return out
+        ctx.save_for_backward(a)
+        return xp_of(a).maximum(a, 0)
 
     @staticmethod
     def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        xp = xp_of(grad)
-        return parallel.rowwise(relu_backward_rows, xp.empty_like(out, dtype=grad.dtype), grad, out)
+        (a,) = ctx.saved_tensors
+        return grad * (a > 0)
 
 
 def erf(x):

@@ -1,10 +1,8 @@
-"""minitl.parallel (element-wise work split across threads) and minitl.cpu_runtime (process
-settings applied on import): coverage, results independent of the thread count, errors, and
-the layers whose large inputs take the threaded paths."""
+"""minitl.fastpath.parallel (element-wise work split across threads for the fast paths):
+coverage, results independent of the thread count, errors, and the fast layers on inputs large
+enough to take the threaded paths."""
 import multiprocessing
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -12,7 +10,7 @@ import numpy as np
 import pytest
 
 import minitl as tl
-from minitl import parallel
+from minitl.fastpath import parallel
 
 rng = np.random.default_rng(11)
 
@@ -103,6 +101,12 @@ def test_rowwise_copyto_and_column_dots_match_numpy_bit_for_bit_at_any_thread_co
     np.testing.assert_array_equal(parallel.column_dots(a, b), dots)
 
 
+def test_the_switch_module_sets_the_same_thread_count():
+    assert tl.fastpath.set_num_threads is parallel.set_num_threads
+    assert tl.fastpath.get_num_threads() == parallel.get_num_threads()
+    assert not hasattr(tl, "parallel")  # one place for the threads: tl.fastpath
+
+
 def test_thread_count_settings_are_checked(threads, monkeypatch):
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="positive integer"):
@@ -134,8 +138,9 @@ def test_a_forked_child_gets_its_own_worker_threads(threads):
 
 # --- the layers on inputs large enough to be split ----------------------------------------------
 
+@tl.fastpath.use(True)
 def _conv_bn_relu_pool(count, x_np, w_np, g_np):
-    parallel.set_num_threads(count)
+    tl.fastpath.set_num_threads(count)
     x = tl.tensor(x_np, dtype=x_np.dtype, requires_grad=True)
     w = tl.tensor(w_np, dtype=w_np.dtype, requires_grad=True)
     bn = tl.nn.BatchNorm2d(w_np.shape[0])
@@ -172,47 +177,3 @@ def test_layers_on_split_inputs_match_pytorch(threads):
     for a, b in zip(ours[:-1], theirs[:-1]):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(ours[-1], theirs[-1].numpy(), rtol=1e-6)  # a float32 buffer
-
-
-# --- cpu_runtime --------------------------------------------------------------------------------
-
-def _run_python(code, **env):
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **env})
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_import_keeps_freed_memory_and_can_be_turned_off():
-    assert tl.cpu_runtime.keep_freed_memory() is True
-    assert _run_python("import minitl; print(minitl.cpu_runtime.tune_on_import())",
-                       MINITL_CPU_TUNING="0") == "{}"
-
-
-def _openblas_loaded():
-    from threadpoolctl import threadpool_info
-    return any(info.get("internal_api") == "openblas" for info in threadpool_info())
-
-
-@pytest.mark.skipif(not _openblas_loaded() or (os.cpu_count() or 1) < 2, reason="NumPy on a multi-core OpenBLAS")
-def test_idle_blas_threads_stop_spinning_after_import():
-    """Without the setting an OpenBLAS worker burns a core for ~0.1 s after each product."""
-    probe = ("import os, resource, time, numpy as np{imp}\n"
-             "from threadpoolctl import threadpool_limits\n"
-             "a = np.ones((600, 600), dtype=np.float32)\n"
-             "with threadpool_limits(2):\n"
-             "    a @ a; a @ a\n"
-             "    r0 = resource.getrusage(resource.RUSAGE_SELF); time.sleep(0.2)\n"
-             "    r1 = resource.getrusage(resource.RUSAGE_SELF)\n"
-             "print(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    os.environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
-    try:
-        spinning = float(_run_python(probe.format(imp=""), MINITL_CPU_TUNING="0"))
-        tuned = float(_run_python(probe.format(imp="; import minitl")))
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
-    assert tuned < 0.02
-    assert spinning > 0.03  # the probe sees the spinning that the setting removes (~0.1 s of it)

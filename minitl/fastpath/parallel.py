@@ -1,11 +1,11 @@
-"""Intra-op parallelism: one large element-wise job split across CPU threads, the way PyTorch's
-`at::parallel_for` splits its kernels with OpenMP.
+"""Intra-op parallelism for the fast paths: one large element-wise job split across CPU threads,
+the way PyTorch's `at::parallel_for` splits its kernels with OpenMP.
 
 Why it works in Python. BLAS already runs every matrix product on all cores, but NumPy runs an
 element-wise pass (a ufunc, a copy, a slice-add) on one thread. NumPy does release the GIL
 while it loops over a large array, though, so two Python threads that each take half of the
-rows really do run at the same time. On this project's 2-core machine that made a ReLU over
-3.2M floats 1.5x faster (0.96 -> 0.63 ms): memory bandwidth, not the core count, is the limit.
+rows really do run at the same time. Memory bandwidth, not the core count, is the limit
+(benchmarks/RESULTS.md has the measured gain).
 
 Why in blocks. Each thread walks its half of the rows in blocks of about BLOCK_ELEMENTS
 (256 KB of float32). A body that makes several passes over its rows (multiply, then add)
@@ -18,10 +18,11 @@ Bodies must write disjoint parts of their outputs (rows start:stop) and must not
 the order in which blocks run. Work on CuPy arrays is never split (the GPU is parallel
 already): callers pass `xp_of(array) is numpy` as `enabled`.
 
-Threads: MINITL_NUM_THREADS, else the cores this process may use; `set_num_threads(n)` at run
-time (the benchmarks set minitl, BLAS and PyTorch to the same count). Jobs below
+Threads: MINITL_NUM_THREADS, else the cores this process may use; `tl.fastpath.set_num_threads(n)`
+at run time (the benchmarks set minitl, BLAS and PyTorch to the same count). Jobs below
 MIN_ELEMENTS_PER_THREAD per thread run on the calling thread alone: handing work to another
-thread costs about 10-20 microseconds.
+thread costs about 10-20 microseconds. The reference code (minitl.ops, minitl.optim) never
+uses these threads.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import xp_of
+from ..backend import xp_of
 
 BLOCK_ELEMENTS = 1 << 18
 MIN_ELEMENTS_PER_THREAD = 1 << 17
@@ -84,14 +85,16 @@ def _forget_pool():
     _pool, _pool_lock = None, threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+_fork_hook_registered = False  # registered with the first pool, so that importing changes nothing
 
 
 def _worker_pool():
-    global _pool
+    global _pool, _fork_hook_registered
     with _pool_lock:
         if _pool is None:
+            if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_forget_pool)
+                _fork_hook_registered = True
             # the calling thread takes a share itself, so the pool needs one thread fewer
             _pool = ThreadPoolExecutor(max_workers=_num_threads - 1, thread_name_prefix="minitl")
         return _pool
@@ -179,14 +182,12 @@ def column_dots(a, b):
     without the (rows, C) product array that `(a * b).sum(axis=0)` would write and read back.
     Partial sums are added in block order, so the result does not depend on thread timing."""
     xp = xp_of(a)
-    if xp is not np:  # CuPy: one call, the GPU is parallel already
-        return xp.einsum("ij,ij->j", a, b)
     partials = {}
 
     def body(start, stop):
-        partials[start] = np.einsum("ij,ij->j", a[start:stop], b[start:stop])
+        partials[start] = xp.einsum("ij,ij->j", a[start:stop], b[start:stop])
 
-    parallel_for(a.shape[0], body, a.shape[1], block_elements=1 << 18)
+    parallel_for(a.shape[0], body, a.shape[1], enabled=_splittable(a))
     return functools.reduce(operator.add, (partials[k] for k in sorted(partials)))
 
 

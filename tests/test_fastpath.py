@@ -1,0 +1,374 @@
+"""The fast paths equal their references, and the switch chooses between them.
+
+Every fast Function of minitl/fastpath/ is run against the reference Function of minitl/ops/
+(or the reference Adam update) in float64, forward and backward, on odd shapes, strides,
+paddings, non-square kernels, odd batch sizes, inputs of any memory layout (contiguous, an
+NCHW view of NHWC memory as a fast conv returns it, a strided slice), and on 1 and 3 threads.
+The thread pool's blocks are made tiny here, so that these small inputs really are split.
+"""
+import numpy as np
+import pytest
+
+import minitl as tl
+import minitl.nn.functional as F
+from minitl.fastpath import adam as fast_adam
+from minitl.fastpath import conv as fast_conv
+from minitl.fastpath import elementwise as fast_elementwise
+from minitl.fastpath import parallel
+from minitl.ops import conv as ref_conv
+from minitl.ops import elementwise as ref_elementwise
+from minitl.optim import adam as ref_adam
+
+rng = np.random.default_rng(5)
+
+
+@pytest.fixture(params=[1, 3], ids=["1 thread", "3 threads"])
+def threads(request, monkeypatch):
+    """Tiny blocks and no minimum job size, so that every input here is split into many
+    blocks, on 1 or on 3 threads."""
+    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 97)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 1)
+    monkeypatch.setattr(fast_adam, "SLICE", 101)
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(request.param)
+    yield request.param
+    parallel.set_num_threads(before)
+
+
+def assert_close(fast, ref, what="", floor=1e-300):
+    """max |fast - ref| <= 1e-12 * max |ref|: equal up to the order of float64 sums. `floor`
+    bounds the scale from below, for arrays that are zero in exact arithmetic."""
+    fast, ref = np.asarray(fast), np.asarray(ref)
+    assert fast.shape == ref.shape, what
+    scale = max(float(np.abs(ref).max()), floor) if ref.size else 1.0
+    err = float(np.abs(fast - ref).max()) / scale if ref.size else 0.0
+    assert err <= 1e-12, f"{what}: relative error {err:.1e}"
+
+
+def layout(a, kind):
+    """The same values in another memory layout: 'nchw' (contiguous), 'nhwc' (an NCHW view of
+    NHWC memory, as a fast conv returns) or 'strided' (every other element of a larger array)."""
+    if kind == "nchw" or a.ndim != 4:
+        return np.ascontiguousarray(a) if kind != "strided" else _strided(a)
+    if kind == "nhwc":
+        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return _strided(a)
+
+
+def _strided(a):
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+LAYOUTS = ["nchw", "nhwc", "strided"]
+
+
+def run_both(fn, arrays, grad_seed=0, requires_grad=None):
+    """fn on fresh float64 leaves with the fast path on and off: for each, (output, input
+    gradients, class of the node that made the output)."""
+    results = []
+    for flag in (True, False):
+        with tl.fastpath.use(flag):
+            leaves = [tl.tensor(a, dtype="float64", requires_grad=True if requires_grad is None else requires_grad[i])
+                      for i, a in enumerate(arrays)]
+            out = fn(*leaves)
+            g = np.random.default_rng(grad_seed).standard_normal(out.shape)
+            out.backward(g)
+            results.append((out.numpy(), [leaf.grad for leaf in leaves], type(out.grad_fn)))
+    return results
+
+
+def check_equal(fn, arrays, fast_class, ref_class, requires_grad=None):
+    (out_f, grads_f, cls_f), (out_r, grads_r, cls_r) = run_both(fn, arrays, requires_grad=requires_grad)
+    assert (cls_f, cls_r) == (fast_class, ref_class)  # each path recorded its own node
+    assert_close(out_f, out_r, "forward")
+    for i, (gf, gr) in enumerate(zip(grads_f, grads_r)):
+        assert (gf is None) == (gr is None), f"gradient {i}"
+        if gr is not None:
+            assert_close(gf, gr, f"gradient of input {i}")
+
+
+# --- the switch ----------------------------------------------------------------------------------
+
+def test_the_switch_set_and_use_restore_the_previous_setting():
+    start = tl.fastpath.enabled()
+    assert tl.fastpath.set_enabled(not start) is start
+    assert tl.fastpath.enabled() is (not start)
+    assert tl.fastpath.set_enabled(start) is (not start)
+    with tl.fastpath.use(False):
+        assert not tl.fastpath.enabled()
+        with tl.fastpath.use(True):
+            assert tl.fastpath.enabled()
+        assert not tl.fastpath.enabled()
+    assert tl.fastpath.enabled() is start
+
+    @tl.fastpath.use(False)
+    def inside():
+        return tl.fastpath.enabled()
+
+    assert inside() is False and tl.fastpath.enabled() is start
+    for bad in (1, "0", None):
+        with pytest.raises(TypeError):
+            tl.fastpath.set_enabled(bad)
+        with pytest.raises(TypeError):
+            tl.fastpath.use(bad)
+
+
+def test_the_environment_variable_sets_the_start(monkeypatch):
+    from minitl import fastpath
+
+    monkeypatch.setenv("MINITL_FASTPATH", "0")
+    assert fastpath._from_environment() is False
+    monkeypatch.setenv("MINITL_FASTPATH", "1")
+    assert fastpath._from_environment() is True
+    monkeypatch.delenv("MINITL_FASTPATH")
+    assert fastpath._from_environment() is fastpath.ENABLED_BY_DEFAULT
+    monkeypatch.setenv("MINITL_FASTPATH", "yes")
+    with pytest.raises(ValueError, match="MINITL_FASTPATH"):
+        fastpath._from_environment()
+
+
+def test_fast_functions_are_their_own_classes():
+    pairs = [(fast_conv.Conv2d, ref_conv.Conv2d), (fast_conv.BatchNorm, ref_conv.BatchNorm),
+             (fast_conv.MaxPool2x2, ref_conv.MaxPool2d), (fast_elementwise.Relu, ref_elementwise.Relu)]
+    for fast, ref in pairs:
+        assert not issubclass(fast, ref) and not issubclass(ref, fast)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_each_op_records_the_node_of_the_chosen_path(flag):
+    x = tl.tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
+    w = tl.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    with tl.fastpath.use(flag):
+        nodes = {
+            "conv": F.conv2d(x, w, None, 1, 1).grad_fn,
+            "relu": tl.relu(x).grad_fn,
+            "batch_norm": F.batch_norm(x, None, None, training=True).grad_fn,
+            "max_pool 2x2": F.max_pool2d(x, 2).grad_fn,
+            "max_pool 3x3": F.max_pool2d(x, 3, 2, 1).grad_fn,  # no fast version: the reference
+        }
+    expected = {
+        "conv": fast_conv.Conv2d if flag else ref_conv.Conv2d,
+        "relu": fast_elementwise.Relu if flag else ref_elementwise.Relu,
+        "batch_norm": fast_conv.BatchNorm if flag else ref_conv.BatchNorm,
+        "max_pool 2x2": fast_conv.MaxPool2x2 if flag else ref_conv.MaxPool2d,
+        "max_pool 3x3": ref_conv.MaxPool2d,
+    }
+    assert {k: type(v) for k, v in nodes.items()} == expected
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_adam_step_runs_the_update_of_the_chosen_path(flag, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast_adam, "adam_update_all", lambda *a, **k: calls.append("fast"))
+    monkeypatch.setattr(ref_adam, "adam_update", lambda *a, **k: calls.append("reference"))
+    p = tl.nn.Parameter(np.ones(3, np.float32))
+    p.grad = np.ones(3, np.float32)
+    with tl.fastpath.use(flag):
+        tl.optim.Adam([p]).step()
+    assert calls == ["fast" if flag else "reference"]
+
+
+@pytest.mark.exercise("optim.adam")
+def test_exercise_tests_run_the_reference():
+    """tests/conftest.py turns the fast path off for every test of an exercise, so this step
+    runs `adam_update`, the code the student writes."""
+    assert tl.fastpath.enabled() is False
+    p = tl.nn.Parameter(np.zeros(3, np.float32))
+    p.grad = np.ones(3, np.float32)
+    tl.optim.Adam([p], lr=0.1).step()
+    np.testing.assert_allclose(p.data, [-0.1] * 3, rtol=1e-5)
+
+
+# --- convolution -------------------------------------------------------------------------------
+
+CONV_CASES = [  # (x shape, weight shape, stride, padding, bias)
+    ((3, 5, 9, 7), (4, 5, 3, 3), 1, 1, True),
+    ((1, 2, 8, 11), (3, 2, 2, 3), (1, 2), (0, 1), True),
+    ((5, 3, 7, 7), (6, 3, 3, 3), 2, 1, False),
+    ((2, 1, 6, 5), (2, 1, 1, 1), 2, 0, True),
+    ((3, 4, 10, 9), (5, 4, 5, 3), (2, 1), (2, 0), True),
+    ((1, 3, 5, 5), (2, 3, 5, 5), 1, 0, False),  # the kernel covers the whole image
+]
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("xs,ws,stride,padding,bias", CONV_CASES)
+def test_conv2d(threads, xs, ws, stride, padding, bias, kind):
+    arrays = [layout(rng.standard_normal(xs), kind), rng.standard_normal(ws)] + ([rng.standard_normal(ws[0])] if bias else [])
+    check_equal(lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, stride, padding), arrays,
+                fast_conv.Conv2d, ref_conv.Conv2d)
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True)])
+def test_conv2d_gradients_of_some_inputs_only(threads, needs):
+    arrays = [rng.standard_normal((3, 2, 7, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)]
+    check_equal(lambda x, w, b: F.conv2d(x, w, b, 1, 1), arrays, fast_conv.Conv2d, ref_conv.Conv2d,
+                requires_grad=needs)
+
+
+def test_conv2d_errors_are_the_same_on_both_paths():
+    for flag in (True, False):
+        with tl.fastpath.use(flag):
+            with pytest.raises(ValueError, match=r"3 channels.*expects 2"):
+                F.conv2d(tl.tensor(np.zeros((1, 3, 5, 5))), tl.tensor(np.zeros((4, 2, 3, 3))))
+            with pytest.raises(ValueError, match="does not fit"):
+                F.conv2d(tl.tensor(np.zeros((1, 1, 2, 2))), tl.tensor(np.zeros((1, 1, 3, 3))))
+
+
+# --- batch norm ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape,kind", [((5, 3, 7, 9), "nchw"), ((3, 4, 5, 5), "nhwc"), ((7, 2, 3, 4), "strided"),
+                                        ((9, 5), "nchw"), ((5, 3, 11), "nchw"), ((6, 4, 7), "strided")])
+def test_batch_norm(threads, shape, kind, training):
+    channels = shape[1]
+    x = layout(rng.normal(1.5, 2.0, shape), kind)
+    weight, bias = rng.standard_normal(channels), rng.standard_normal(channels)
+    running = {flag: (np.linspace(-1, 1, channels), np.linspace(0.5, 2, channels)) for flag in (True, False)}
+
+    def fn(x, w, b):
+        mean, var = running[tl.fastpath.enabled()]
+        return F.batch_norm(x, mean, var, w, b, training=training, momentum=0.3)
+
+    check_equal(fn, [x, weight, bias], fast_conv.BatchNorm, ref_conv.BatchNorm)
+    for fast, ref in zip(running[True], running[False]):  # the running statistics moved alike
+        assert_close(fast, ref, "running statistics")
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
+def test_batch_norm_gradients_of_some_inputs_only(threads, needs):
+    arrays = [rng.standard_normal((4, 3, 5, 5)), rng.standard_normal(3), rng.standard_normal(3)]
+    check_equal(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), arrays,
+                fast_conv.BatchNorm, ref_conv.BatchNorm, requires_grad=needs)
+
+
+# --- 2x2 max-pool --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("shape,padding", [((3, 5, 8, 6), 0), ((1, 2, 4, 10), 0), ((2, 3, 6, 8), 1),
+                                           ((5, 1, 2, 2), 0), ((2, 4, 6, 8), (0, 1))])
+def test_max_pool_2x2(threads, shape, padding, kind):
+    x = layout(rng.permutation(int(np.prod(shape))).reshape(shape) * 0.25, kind)
+    check_equal(lambda t: F.max_pool2d(t, 2, 2, padding), [x], fast_conv.MaxPool2x2, ref_conv.MaxPool2d)
+
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_max_pool_2x2_takes_the_first_maximum_on_ties(threads, kind):
+    x = layout(rng.integers(0, 3, (3, 4, 6, 8)).astype(np.float64), kind)  # many ties
+    check_equal(lambda t: F.max_pool2d(t, 2), [x], fast_conv.MaxPool2x2, ref_conv.MaxPool2d)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,shape", [
+    (2, 2, 0, (2, 3, 5, 6)),  # odd height: the windows do not tile it
+    (2, 1, 0, (2, 3, 6, 6)), ((2, 3), None, 0, (2, 3, 6, 6)), (3, 2, 1, (2, 3, 6, 6))])
+def test_other_max_pools_run_the_reference_on_both_paths(kernel, stride, padding, shape):
+    with tl.fastpath.use(True):
+        out = F.max_pool2d(tl.tensor(rng.standard_normal(shape), requires_grad=True), kernel, stride, padding)
+    assert type(out.grad_fn) is ref_conv.MaxPool2d
+
+
+# --- ReLU ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", LAYOUTS)
+@pytest.mark.parametrize("shape", [(7,), (5, 13), (3, 4, 7, 5)])
+def test_relu(threads, shape, kind):
+    x = rng.standard_normal(shape)
+    x.flat[::5] = 0.0  # the kink: no gradient at 0 on either path
+    check_equal(tl.relu, [layout(x, kind)], fast_elementwise.Relu, ref_elementwise.Relu)
+
+
+def test_relu_keeps_the_memory_layout_of_its_input():
+    with tl.fastpath.use(True):
+        out = tl.relu(tl.tensor(layout(rng.standard_normal((2, 3, 4, 5)), "nhwc"))).numpy()
+    assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+# --- Adam ----------------------------------------------------------------------------------------
+
+def float64_parameter(values):
+    p = tl.nn.Parameter(np.zeros(values.shape, np.float32))
+    p.data = values.astype(np.float64)  # a Parameter starts as float32
+    return p
+
+
+def adam_run(flag, cls, kwargs, steps=4):
+    """`steps` Adam steps on parameters of odd sizes (several slices each when SLICE is small),
+    one of them non-contiguous and one without a gradient at the second step."""
+    shapes = [(7, 53), (301,), (3, 5, 2), (1,)]
+    params = [float64_parameter(np.random.default_rng(i).standard_normal(s)) for i, s in enumerate(shapes)]
+    params[0].data = np.asfortranarray(params[0].data)
+    opt = cls([{"params": params[:2]}, {"params": params[2:], "lr": 0.05}], **kwargs)
+    grads = np.random.default_rng(9)
+    with tl.fastpath.use(flag):
+        for step in range(steps):
+            for i, p in enumerate(params):
+                p.grad = None if (step == 1 and i == 3) else grads.standard_normal(p.shape)
+            opt.step()
+    return [p.data for p in params], [(s["exp_avg"], s["exp_avg_sq"], s["step"]) for s in opt.state.values()]
+
+
+@pytest.mark.parametrize("cls,kwargs", [(tl.optim.Adam, dict(lr=0.01)),
+                                        (tl.optim.Adam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
+                                        (tl.optim.AdamW, dict(lr=0.02, eps=1e-3, weight_decay=0.1))])
+def test_adam(threads, cls, kwargs):
+    fast_params, fast_state = adam_run(True, cls, kwargs)
+    ref_params, ref_state = adam_run(False, cls, kwargs)
+    for a, b in zip(fast_params, ref_params):
+        assert_close(a, b, "parameters")
+    for (m_f, v_f, t_f), (m_r, v_r, t_r) in zip(fast_state, ref_state):
+        assert t_f == t_r
+        assert_close(m_f, m_r, "exp_avg")
+        assert_close(v_f, v_r, "exp_avg_sq")
+
+
+def test_adam_state_moves_between_the_paths(threads):
+    """Two steps on one path and two on the other equal four on the reference: the state
+    means the same thing on both."""
+    def run(flags):
+        p = float64_parameter(np.linspace(-1, 1, 250))
+        opt = tl.optim.AdamW([p], lr=0.1)
+        for k, flag in enumerate(flags):
+            p.grad = np.cos(np.arange(250) * (k + 1))
+            with tl.fastpath.use(flag):
+                opt.step()
+        return p.data
+
+    assert_close(run([True, True, False, False]), run([False] * 4))
+    assert_close(run([False, False, True, True]), run([False] * 4))
+
+
+def test_adam_float32_over_default_slices():
+    """The real slice size, float32: every element of a parameter longer than two slices moves
+    by lr on the first step (m_hat / sqrt(v_hat) = sign(g))."""
+    n = fast_adam.SLICE * 2 + 123
+    p = tl.nn.Parameter(np.zeros(n, np.float32))
+    p.grad = np.ones(n, np.float32)
+    with tl.fastpath.use(True):
+        tl.optim.Adam([p], lr=0.1).step()
+    np.testing.assert_allclose(p.data, np.full(n, -0.1), rtol=1e-5)
+
+
+# --- a whole network -----------------------------------------------------------------------------
+
+def test_small_cnn_forward_and_backward(threads):
+    """The benchmark's CNN (conv, batch norm, ReLU, 2x2 max-pool, linear): the same loss,
+    gradients and running statistics on both paths."""
+    x = rng.standard_normal((3, 1, 28, 28))
+    y = np.array([1, 0, 9])
+    results = []
+    for flag in (True, False):
+        tl.manual_seed(0)
+        model = tl.models.small_cnn().to(tl.float64)
+        with tl.fastpath.use(flag):
+            loss = F.cross_entropy(model(tl.tensor(x, dtype="float64")), tl.tensor(y))
+            loss.backward()
+        state = [np.array(v) for v in model.state_dict().values()]  # weights and running statistics
+        results.append((loss.item(), [p.grad for p in model.parameters()], state))
+    (loss_f, grads_f, state_f), (loss_r, grads_r, state_r) = results
+    assert loss_f == pytest.approx(loss_r, rel=1e-12)
+    # the conv biases' gradients are zero in exact arithmetic (batch norm removes any shift):
+    # rounding noise of about 1e-16 on both paths, hence the floor
+    for a, b in zip(grads_f + state_f, grads_r + state_r):
+        assert_close(a, b, floor=1e-3)
