@@ -10,6 +10,7 @@ import builtins
 
 import numpy as np
 
+from .. import fastpath
 from ..backend import xp_of
 from ..tensor import Tensor
 from .elementwise import (Abs, Add, Cast, Clamp, Clone, Div, Exp, Gelu, Log, LogSigmoid, Maximum,
@@ -87,6 +88,9 @@ def relu(a):
 
 
 def gelu(a, approximate="none"):
+    if approximate == "none" and fastpath.enabled():
+        from ..fastpath import gelu as fast_gelu
+        return fast_gelu.Gelu.apply(_tensor(a))
     return Gelu.apply(_tensor(a), approximate=approximate)
 
 
