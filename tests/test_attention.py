@@ -10,8 +10,8 @@ nn.MultiheadAttention, nn.TransformerEncoderLayer and nn.TransformerEncoder.
 * float64 gradient checks of the function, of the layers' inputs and of all their parameters;
 * fully masked rows: zeros, defined here (and what PyTorch's SDPA gives too);
 * dropout in training mode, statistically;
-* the fast paths (minitl/fastpath/attention.py, gelu.py) equal to the reference in float64,
-  and the float32 GELU as accurate as float32 allows;
+* the fast paths (minitl/fastpath/attention.py, gelu.py, layer_norm.py) equal to the reference
+  in float64, and the float32 GELU as accurate as float32 allows;
 * on the CuPy backend the softmax is the project's kernel: on a GPU (skipped without one), and
   on the CPU through the CUDA emulation with the backend told to take NumPy arrays as GPU ones.
 """
@@ -23,6 +23,7 @@ import pytest
 import minitl as tl
 import minitl.nn.functional as F
 from minitl.fastpath import gelu as fast_gelu
+from minitl.fastpath import layer_norm as fast_layer_norm
 from minitl.gradcheck import numerical_gradient, relative_error
 from minitl.ops.attention import merge_heads, scaled_dot_product, split_heads
 
@@ -766,6 +767,8 @@ def test_fast_gelu_in_float32_is_as_accurate_as_float32(monkeypatch):
     x = np.concatenate([np.linspace(-12, 12, 240001), [0.0, 5.5, -5.5, 1e-30, -1e-30]]).astype(np.float32)
     exact_cdf = 0.5 * (1 + erf(x.astype(np.float64) / np.sqrt(2)))
     assert np.abs(fast_gelu.normal_cdf(x) - exact_cdf).max() < 1e-7
+    strided = x[:240000].reshape(400, 600).T
+    np.testing.assert_array_equal(fast_gelu.normal_cdf(strided), fast_gelu.normal_cdf(strided.copy()))
     (leaf,) = [tl.tensor(x, requires_grad=True)]
     with tl.fastpath.use(True):
         out = F.gelu(leaf)
@@ -785,6 +788,31 @@ def test_fast_gelu_matches_pytorch_in_float32():
         ours = F.gelu(tl.tensor(x)).numpy()
     theirs = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
     assert np.all(np.abs(ours - theirs) <= 3e-7 * np.maximum(np.abs(x), 1))  # each side about one rounding off
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 9), (1, 6)])
+def test_fast_layer_norm_equals_the_reference_in_float64(shape, monkeypatch):
+    monkeypatch.setattr(fast_layer_norm, "ROWS", 3)  # several slices, the last one short
+    width = shape[-1]
+    arrays = [rng.standard_normal(shape) * 2 + 1, rng.standard_normal(width), rng.standard_normal(width)]
+    assert_same_on_both_paths(lambda x, w, b: F.layer_norm(x, width, w, b, eps=1e-3), arrays)
+    if len(shape) > 2:  # a strided view of the input
+        arrays[0] = rng.standard_normal((shape[1], shape[0], width))
+        assert_same_on_both_paths(lambda x, w, b: F.layer_norm(x.transpose(0, 1), width, w, b), arrays)
+
+
+def test_gradcheck_fast_layer_norm(monkeypatch):
+    monkeypatch.setattr(fast_layer_norm, "ROWS", 2)
+    with tl.fastpath.use(True):
+        assert tl.gradcheck(lambda x, w, b: F.layer_norm(x, 4, w, b),
+                            rng.standard_normal((5, 4)), rng.standard_normal(4), rng.standard_normal(4))
+
+
+def test_fast_layer_norm_leaves_several_normalised_axes_to_the_reference():
+    x = tl.randn(3, 4, 5, requires_grad=True)
+    with tl.fastpath.use(True):
+        assert type(F.layer_norm(x, 5).grad_fn).__module__ == "minitl.fastpath.layer_norm"
+        assert type(F.layer_norm(x, (4, 5)).grad_fn).__module__ == "minitl.ops.nn_ops"
 
 
 # ============================================================================ the softmax kernel

@@ -39,15 +39,24 @@ BLOCK = 65536  # elements per slice of the float32 evaluation: its dozen passes 
 
 def normal_cdf(x):
     """Phi(x), the standard normal CDF: the tanh fit on float32 NumPy arrays, else via erf."""
+    return gelu_and_cdf(x)[1]
+
+
+def gelu_and_cdf(x):
+    """(x Phi(x), Phi(x)). On float32 NumPy arrays, slice by slice: each slice's Phi and its
+    product with x are made while the slice is in cache."""
     if type(x) is not np.ndarray or x.dtype != np.float32:
-        return 0.5 * (1 + erf(x * _INV_SQRT_2))
+        cdf = 0.5 * (1 + erf(x * _INV_SQRT_2))
+        return x * cdf, cdf
     flat = np.ascontiguousarray(x).reshape(-1)
-    cdf = np.empty_like(flat)
+    cdf, out = np.empty_like(flat), np.empty_like(flat)
     clipped = np.empty(min(BLOCK, flat.size), np.float32)
     square = np.empty_like(clipped)
     for start in range(0, flat.size, BLOCK):
-        _normal_cdf_float32(flat[start:start + BLOCK], cdf[start:start + BLOCK], clipped, square)
-    return cdf.reshape(x.shape)
+        part = slice(start, start + BLOCK)
+        _normal_cdf_float32(flat[part], cdf[part], clipped, square)
+        np.multiply(flat[part], cdf[part], out=out[part])
+    return out.reshape(x.shape), cdf.reshape(x.shape)
 
 
 def _normal_cdf_float32(x, out, clipped, square):
@@ -71,9 +80,9 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx, a):
-        cdf = normal_cdf(a)
+        out, cdf = gelu_and_cdf(a)
         ctx.save_for_backward(a, cdf)
-        return a * cdf
+        return out
 
     @staticmethod
     def backward(ctx, grad):
