@@ -749,6 +749,11 @@ def test_fast_gelu_equals_the_reference_in_float64(shape, monkeypatch):
     x = rng.standard_normal(shape) * 3
     assert_same_on_both_paths(F.gelu, [x])
     assert_same_on_both_paths(lambda t: F.gelu(t.transpose(0, -1) if t.ndim > 1 else t), [x])
+    x32 = tl.tensor(x.astype(np.float32), requires_grad=True)
+    with tl.fastpath.use(True):
+        with_graph = F.gelu(x32).numpy()
+        with tl.no_grad():  # no slope is made without a graph; the value is the same
+            np.testing.assert_array_equal(F.gelu(x32).numpy(), with_graph)
 
 
 def test_gradcheck_fast_gelu():

@@ -3,8 +3,9 @@ and, on float32 NumPy arrays, without SciPy's erf at all.
 
 The reference computes Phi(x) = (1 + erf(x / sqrt 2)) / 2 with `scipy.special.erf` (about 20 ns an
 element; `math.erf` one element at a time where SciPy is missing, 100 times slower) in forward,
-and again in backward. Here forward keeps Phi(x) for backward, dGELU/dx = Phi(x) + x phi(x) with
-phi(x) = e^(-x^2/2) / sqrt(2 pi), and on float32 CPU arrays Phi comes from
+and again in backward. Here forward makes the slope dGELU/dx = Phi(x) + x phi(x), with
+phi(x) = e^(-x^2/2) / sqrt(2 pi), beside the value and keeps it for backward; and on float32
+CPU arrays Phi comes from
 
     Phi(x) ~= 1/2 + tanh(x P(x^2)) / 2,   x clipped to [-5.5, 5.5],
 
@@ -39,24 +40,52 @@ BLOCK = 65536  # elements per slice of the float32 evaluation: its dozen passes 
 
 def normal_cdf(x):
     """Phi(x), the standard normal CDF: the tanh fit on float32 NumPy arrays, else via erf."""
-    return gelu_and_cdf(x)[1]
-
-
-def gelu_and_cdf(x):
-    """(x Phi(x), Phi(x)). On float32 NumPy arrays, slice by slice: each slice's Phi and its
-    product with x are made while the slice is in cache."""
     if type(x) is not np.ndarray or x.dtype != np.float32:
-        cdf = 0.5 * (1 + erf(x * _INV_SQRT_2))
-        return x * cdf, cdf
+        return 0.5 * (1 + erf(x * _INV_SQRT_2))
     flat = np.ascontiguousarray(x).reshape(-1)
-    cdf, out = np.empty_like(flat), np.empty_like(flat)
-    clipped = np.empty(min(BLOCK, flat.size), np.float32)
-    square = np.empty_like(clipped)
+    cdf = np.empty_like(flat)
+    scratch = _scratch(flat.size, 2)
     for start in range(0, flat.size, BLOCK):
         part = slice(start, start + BLOCK)
-        _normal_cdf_float32(flat[part], cdf[part], clipped, square)
-        np.multiply(flat[part], cdf[part], out=out[part])
-    return out.reshape(x.shape), cdf.reshape(x.shape)
+        _normal_cdf_float32(flat[part], cdf[part], *scratch)
+    return cdf.reshape(x.shape)
+
+
+def gelu_and_derivative(x, derivative=True):
+    """(GELU(x) = x Phi(x), and GELU'(x) = Phi(x) + x phi(x) when `derivative`, else None).
+    On float32 NumPy arrays slice by slice, so that a slice's dozen passes run in cache."""
+    if type(x) is not np.ndarray or x.dtype != np.float32:
+        cdf = normal_cdf(x)
+        return x * cdf, (cdf + x * _normal_pdf(x) if derivative else None)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    slope = np.empty_like(flat) if derivative else None
+    cdf, clipped, square = _scratch(flat.size, 3)
+    for start in range(0, flat.size, BLOCK):
+        part = slice(start, start + BLOCK)
+        xs = flat[part]
+        c = cdf[:xs.size]
+        _normal_cdf_float32(xs, c, clipped, square)
+        np.multiply(xs, c, out=out[part])
+        if derivative:
+            pdf = _normal_pdf(xs, out=square[:xs.size])
+            pdf *= xs
+            np.add(pdf, c, out=slope[part])
+    return out.reshape(x.shape), (slope.reshape(x.shape) if derivative else None)
+
+
+def _scratch(size, count):
+    return [np.empty(min(BLOCK, size), np.float32) for _ in range(count)]
+
+
+def _normal_pdf(x, out=None):
+    """phi(x) = e^(-x^2/2) / sqrt(2 pi)."""
+    xp = xp_of(x)
+    pdf = xp.multiply(x, x, out=out)
+    pdf *= x.dtype.type(-0.5)
+    xp.exp(pdf, out=pdf)
+    pdf *= x.dtype.type(_INV_SQRT_2PI)
+    return pdf
 
 
 def _normal_cdf_float32(x, out, clipped, square):
@@ -76,23 +105,17 @@ def _normal_cdf_float32(x, out, clipped, square):
 
 
 class Gelu(Function):
-    """GELU(x) = x Phi(x); Phi is kept, so backward is grad * (Phi(x) + x phi(x))."""
+    """GELU(x) = x Phi(x). Its slope Phi(x) + x phi(x) is made in forward, beside the value
+    (when a gradient will be asked for), so backward is one product: grad * slope."""
 
     @staticmethod
     def forward(ctx, a):
-        out, cdf = gelu_and_cdf(a)
-        ctx.save_for_backward(a, cdf)
+        wants_grad = getattr(ctx, "needs_input_grad", (False,))[0]
+        out, slope = gelu_and_derivative(a, derivative=wants_grad)
+        ctx.save_for_backward(slope)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        a, cdf = ctx.saved_tensors
-        xp = xp_of(a)
-        pdf = a * a
-        pdf *= a.dtype.type(-0.5)
-        pdf = xp.exp(pdf, out=pdf)
-        pdf *= a.dtype.type(_INV_SQRT_2PI)
-        pdf *= a
-        pdf += cdf
-        pdf *= grad
-        return pdf
+        (slope,) = ctx.saved_tensors
+        return grad * slope
