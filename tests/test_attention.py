@@ -22,6 +22,7 @@ import pytest
 
 import minitl as tl
 import minitl.nn.functional as F
+from minitl.fastpath import attention as fast_attention
 from minitl.fastpath import gelu as fast_gelu
 from minitl.fastpath import layer_norm as fast_layer_norm
 from minitl.gradcheck import numerical_gradient, relative_error
@@ -702,7 +703,9 @@ def assert_same_on_both_paths(fn, arrays):
     ([(2, 3, 7, 5), (2, 3, 9, 5), (2, 3, 9, 4)], "bool blocked", 0.35),
     ([(4, 7, 5), (4, 7, 5), (4, 7, 6)], "causal", 0.5),
 ], ids=["2-D", "bool mask", "broadcast batch, float mask with grad", "blocked rows, dropout", "causal, dropout"])
-def test_fused_attention_equals_the_reference(shapes, mask, dropout_p):
+@pytest.mark.parametrize("slice_elements", [1, 100, 65536], ids=["slices of one", "odd slices", "one slice"])
+def test_fused_attention_equals_the_reference(shapes, mask, dropout_p, slice_elements, monkeypatch):
+    monkeypatch.setattr(fast_attention, "SLICE_ELEMENTS", slice_elements)
     arrays = [rng.standard_normal(s) for s in shapes]
     length, source = shapes[0][-2], shapes[1][-2]
     if mask == "float grad":
@@ -724,8 +727,9 @@ def test_fused_attention_equals_the_reference(shapes, mask, dropout_p):
     assert_same_on_both_paths(fn, arrays)
 
 
-def test_fused_attention_takes_strided_views():
+def test_fused_attention_takes_strided_views(monkeypatch):
     """Head views of a (B, L, 3E) projection, as multi-head attention makes them."""
+    monkeypatch.setattr(fast_attention, "SLICE_ELEMENTS", 40)
     qkv = rng.standard_normal((2, 6, 3 * 8))
 
     def fn(x):
