@@ -75,14 +75,17 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
+    """As PyTorch's: `bias=False` keeps the learned scale but no shift (the Transformer
+    layers' bias=False asks for that)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
         self.normalized_shape, self.eps = tuple(normalized_shape), eps
         if elementwise_affine:
             self.weight = Parameter(np.ones(self.normalized_shape, dtype=np.float32))
-            self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32))
+            self.bias = Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if bias else None
         else:
             self.weight = self.bias = None
 

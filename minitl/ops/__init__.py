@@ -88,6 +88,9 @@ def relu(a):
 
 
 def gelu(a, approximate="none"):
+    if approximate == "none" and fastpath.enabled():
+        from ..fastpath import gelu as fast_gelu
+        return fast_gelu.Gelu.apply(_tensor(a))
     return Gelu.apply(_tensor(a), approximate=approximate)
 
 
@@ -382,6 +385,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         weight = Tensor._wrap(xp.ones(normalized_shape, dtype=x.dtype))
     if bias is None:
         bias = Tensor._wrap(xp.zeros(normalized_shape, dtype=x.dtype))
+    if fastpath.enabled():
+        from ..fastpath import layer_norm as fast_layer_norm
+        if fast_layer_norm.handles(x.data, len(normalized_shape)):
+            return fast_layer_norm.LayerNorm.apply(x, weight, bias, eps=eps)
     return LayerNorm.apply(x, weight, bias, ndim=len(normalized_shape), eps=eps)
 
 
