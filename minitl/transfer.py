@@ -67,12 +67,13 @@ def blocks_of(model):
 
 
 def freeze_lower(model, depth):
-    """Freeze the lowest `depth` blocks of `model` and unfreeze the rest."""
+    """Freeze the lowest `depth` blocks of `model` and unfreeze the rest. A parameter shared
+    by a lower and an upper block (a decoder tied to the embedding) trains with the upper one."""
     blocks = blocks_of(model)
     if not 0 <= depth <= len(blocks):
         raise ValueError(f"freeze_lower: depth must lie in [0, {len(blocks)}], got {depth}")
-    unfreeze(blocks[depth:])
     freeze(blocks[:depth])
+    unfreeze(blocks[depth:])
 
 
 def unfreeze_top(model, count):

@@ -330,6 +330,8 @@ def test_tied_weights_go_to_the_upper_group_once():
     assert len(groups) == 2  # the embedding's block has nothing left of its own
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     tl.optim.Adam(groups)  # no parameter in two groups
+    transfer.freeze_lower(model, 2)  # the tied weight trains with the decoder, as its group says
+    assert model.decoder.weight.requires_grad and not model.hidden.weight.requires_grad
 
 
 def test_features_default_to_everything_but_the_head():
