@@ -8,7 +8,7 @@ HERE = Path(__file__).parent
 setup(
     name="minitl",
     version="0.1.0",
-    description="Transfer learning from scratch: autograd, layers, word vectors, BERT/GPT, PEFT, ViT, CLIP in NumPy",
+    description="Transfer learning from scratch in NumPy: autograd, layers, CV transfer, word2vec/GloVe, CUDA kernels",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",

@@ -1,5 +1,6 @@
-"""A small training loop: `fit` runs epochs with a tqdm progress bar and records a history of
-loss and accuracy; `evaluate` measures a model on a loader without building a graph."""
+"""Training: `train_step`, the one step of gradient descent every loop here runs; `fit`, which
+runs epochs of it with a tqdm progress bar and records a history of loss and accuracy; and
+`evaluate`, which measures a model on a loader without building a graph."""
 from __future__ import annotations
 
 import time
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .nn.utils import clip_grad_norm_
 from .ops import cross_entropy
 from .tensor import no_grad
 
@@ -29,15 +31,35 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
 
+def train_step(model, optimizer, loss_fn, x, y, scheduler=None, max_grad_norm=None):
+    """One step of mini-batch gradient descent on the batch (x, y), the loop every trainer
+    here runs (`fit`, `transfer.train_steps`, the benchmarks' `training_step`):
+
+        logits = model(x);  loss = loss_fn(logits, y)      forward
+        g = dloss/dtheta                                   zero_grad, backward
+        g <- g * min(1, max_grad_norm / ||g||)             optional clipping (RNNs, LMs)
+        theta <- optimizer's update(theta, g)              step
+        lr <- schedule(t + 1)                              scheduler.step(), per step
+
+    Returns (loss, logits), cut from the graph; `loss.item()` is the loss as a number. Only
+    PyTorch's surface is used without clipping, so a torch model and optimizer run it too."""
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad()
+    loss.backward()
+    if max_grad_norm is not None:
+        clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), logits.detach()
+
+
 def training_step(model, optimizer, loss_fn, x, y):
-    """A closure that runs one training step on (x, y): forward, loss, backward, update.
-    It uses only PyTorch's surface (model(x), zero_grad, backward, step), so the benchmarks
-    build minitl's step and PyTorch's with this same function and time the same lines."""
+    """`train_step` on a fixed batch as a closure without arguments: the benchmarks build
+    minitl's step and PyTorch's with this same function and time the same lines."""
     def step():
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, loss_fn, x, y)
 
     return step
 
@@ -69,10 +91,7 @@ def fit(model, train_loader, optimizer, epochs=1, loss_fn=cross_entropy, val_loa
     optimizer step (schedules here are per step, as transformers and ULMFiT use them)."""
     from tqdm.auto import tqdm
 
-    from .nn.utils import clip_grad_norm_
-
     history = History()
-    params = [p for p in model.parameters() if p.requires_grad]
     for epoch in range(1, epochs + 1):
         model.train()
         start = time.perf_counter()
@@ -80,15 +99,7 @@ def fit(model, train_loader, optimizer, epochs=1, loss_fn=cross_entropy, val_loa
         bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False,
                    disable=None if progress else True)  # None: no bar when output is not a terminal
         for x, y in bar:
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad()
-            loss.backward()
-            if max_grad_norm is not None:
-                clip_grad_norm_(params, max_grad_norm)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            loss, logits = train_step(model, optimizer, loss_fn, x, y, scheduler, max_grad_norm)
             loss_value = float(loss.item())
             if not np.isfinite(loss_value):
                 raise FloatingPointError(f"fit: the loss became {loss_value} in epoch {epoch}; lower the learning rate")

@@ -99,3 +99,106 @@ def test_training_step_closure_updates_the_model_each_call():
         losses.append(float(tl.nn.functional.cross_entropy(model(x), y).data))
         step()
     assert losses[-1] < losses[0]
+
+
+def _linear_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    return x, np.arange(16) % 3
+
+
+def test_train_step_is_forward_loss_backward_step_schedule():
+    """The one step equals the lines written out by hand, bit for bit, and hands back the
+    loss and logits cut from the graph."""
+    from minitl.training import train_step
+
+    x, y = _linear_problem()
+    tl.manual_seed(0)
+    ours, theirs = tl.nn.Linear(4, 3), tl.nn.Linear(4, 3)
+    theirs.load_state_dict(ours.state_dict())
+    opt_ours = tl.optim.Adam(ours.parameters(), lr=0.1)
+    opt_theirs = tl.optim.Adam(theirs.parameters(), lr=0.1)
+    sched_ours = tl.optim.warmup_cosine(opt_ours, 1, 4)
+    sched_theirs = tl.optim.warmup_cosine(opt_theirs, 1, 4)
+    for _ in range(3):
+        loss, logits = train_step(ours, opt_ours, tl.nn.functional.cross_entropy, tl.tensor(x), tl.tensor(y),
+                                  scheduler=sched_ours)
+        expected_logits = theirs(tl.tensor(x))
+        expected = tl.nn.functional.cross_entropy(expected_logits, tl.tensor(y))
+        opt_theirs.zero_grad()
+        expected.backward()
+        opt_theirs.step()
+        sched_theirs.step()
+        assert loss.item() == expected.item()
+        np.testing.assert_array_equal(logits.data, expected_logits.data)
+        assert loss.grad_fn is None and not logits.requires_grad
+    np.testing.assert_array_equal(ours.weight.data, theirs.weight.data)
+    assert opt_ours.param_groups[0]["lr"] == opt_theirs.param_groups[0]["lr"] != 0.1  # the schedule moved
+
+
+def test_train_step_clips_the_joint_gradient_norm():
+    from minitl.nn.utils import clip_grad_norm_
+    from minitl.training import train_step
+
+    x, y = _linear_problem(1)
+    tl.manual_seed(1)
+    model = tl.nn.Linear(4, 3)
+    start = {k: v.copy() for k, v in model.state_dict().items()}
+    train_step(model, tl.optim.SGD(model.parameters(), lr=1.0), tl.nn.functional.cross_entropy,
+               tl.tensor(x), tl.tensor(y), max_grad_norm=1e-3)
+    moved = {k: start[k] - v for k, v in model.state_dict().items()}  # = lr * the clipped gradient
+    norm = np.sqrt(sum(float((d.astype(np.float64) ** 2).sum()) for d in moved.values()))
+    assert norm == pytest.approx(1e-3, rel=1e-3)
+    model.zero_grad()
+    tl.nn.functional.cross_entropy(model(tl.tensor(x)), tl.tensor(y)).backward()
+    assert clip_grad_norm_(model.parameters(), 1e9) > 1e-2  # so the clip above did act
+
+
+def test_train_step_runs_a_pytorch_model_too():
+    """The benchmarks time PyTorch's step with the same function."""
+    torch = pytest.importorskip("torch")
+    from minitl.training import train_step
+
+    x, y = _linear_problem(2)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    tx, ty = torch.tensor(x), torch.tensor(y)
+    first, _ = train_step(model, opt, torch.nn.functional.cross_entropy, tx, ty)
+    for _ in range(3):
+        loss, logits = train_step(model, opt, torch.nn.functional.cross_entropy, tx, ty)
+    assert loss.item() < first.item() and logits.shape == (16, 3) and not loss.requires_grad
+
+
+def test_every_training_loop_runs_the_one_step(monkeypatch):
+    """fit, transfer.train_steps and the benchmarks' closure all go through train_step."""
+    from minitl import training, transfer
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    real = training.train_step
+    monkeypatch.setattr(training, "train_step", counting)
+    monkeypatch.setattr(transfer, "train_step", counting)
+    x, y = _linear_problem(3)
+    model = tl.nn.Linear(4, 3)
+    opt = tl.optim.SGD(model.parameters(), lr=0.1)
+    tl.fit(model, DataLoader((x, y), batch_size=4), opt, epochs=1, progress=False)
+    assert len(calls) == 4
+    transfer.train_steps(model, DataLoader((x, y), batch_size=8), opt, steps=3)
+    assert len(calls) == 7
+    training.training_step(model, opt, tl.nn.functional.cross_entropy, tl.tensor(x), tl.tensor(y))()
+    assert len(calls) == 8
+
+
+def test_fit_clips_with_max_grad_norm():
+    x, y = blobs()
+    tl.manual_seed(0)
+    model = tl.nn.Linear(5, 3)
+    before = model.weight.data.copy()
+    tl.fit(model, DataLoader((x[:50], y[:50]), batch_size=50), tl.optim.SGD(model.parameters(), lr=1.0),
+           epochs=1, progress=False, max_grad_norm=1e-4)
+    assert 0 < np.abs(model.weight.data - before).max() <= 1e-4 + 1e-7

@@ -257,3 +257,175 @@ def test_the_ten_class_cnn_command_runs_one_short_epoch(capsys):
 
     assert cli.main(["experiment", "fashion-cnn", "--fast", "--epochs", "1"]) == 0
     assert "test accuracy" in capsys.readouterr().out
+
+
+# --- the toolkit on any model: a language-model-shaped stack, gradual unfreezing's one optimizer
+
+VOCAB = 7
+
+
+class TinyLM(tl.nn.Module):
+    """An embedding, a hidden layer and a decoder over the vocabulary: a language model's shape,
+    its head named "decoder", no blocks() and no features() method."""
+
+    def __init__(self, dim=8, tie=False):
+        super().__init__()
+        self.embedding = tl.nn.Embedding(VOCAB, dim)
+        self.hidden = tl.nn.Linear(dim, dim)
+        self.decoder = tl.nn.Linear(dim, VOCAB)
+        if tie:
+            self.decoder.weight = self.embedding.weight
+
+    def forward(self, ids):
+        return self.decoder(self.hidden(self.embedding(ids)).relu())
+
+
+def next_token_data(n=64, length=5, seed=0):
+    """Sequences that count up modulo VOCAB; the target is the next token of each position."""
+    ids = (np.random.default_rng(seed).integers(0, VOCAB, (n, 1)) + np.arange(length)) % VOCAB
+    return ids, (ids + 1) % VOCAB
+
+
+def lm_loss(logits, target):
+    """Cross-entropy over every position: (N, T, V) logits, (N, T) targets."""
+    return tl.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+def test_freezing_and_groups_on_a_language_model_shaped_stack():
+    model = TinyLM()
+    assert transfer.blocks_of(model) == [model.embedding, model.hidden, model.decoder]
+    transfer.freeze_lower(model, 2)
+    assert transfer.trainable_parameters(model) == list(model.decoder.parameters())
+    transfer.unfreeze_top(model, 2)
+    assert not model.embedding.weight.requires_grad and model.hidden.weight.requires_grad
+    transfer.unfreeze(model)
+    groups = transfer.discriminative_param_groups(model, lr=1e-2, decay=2.0)
+    assert [g["lr"] for g in groups] == [1e-2, 5e-3, 2.5e-3]  # decoder, hidden, embedding
+    assert groups[2]["params"] == [model.embedding.weight]
+    assert transfer.get_head(model, "decoder") is model.decoder
+    with pytest.raises(AttributeError, match="embedding, hidden, decoder"):
+        transfer.get_head(model, "fc")  # the error lists what there is to choose from
+
+
+def test_replace_head_by_name_and_by_dotted_path():
+    model = TinyLM()
+    new = transfer.replace_head(model, 3, head="decoder")
+    assert model.decoder is new and (new.in_features, new.out_features) == (8, 3)
+    assert model(tl.tensor(next_token_data(2)[0])).shape == (2, 5, 3)
+    assert transfer.blocks_of(model)[-1] is new  # the head stays the top block
+    outer = tl.nn.Sequential(tl.nn.Linear(3, 3))
+    outer.lm = TinyLM()
+    transfer.replace_head(outer, 2, head="lm.decoder")
+    assert outer.lm.decoder.out_features == 2
+    with pytest.raises(AttributeError, match="no module 'lm.decodr'"):
+        transfer.replace_head(outer, 2, head="lm.decodr")  # a typo adds no attribute
+    with pytest.raises(TypeError, match="set_head"):
+        transfer.replace_head(outer, 2, head="lm.embedding")  # an Embedding has no in_features
+
+
+def test_tied_weights_go_to_the_upper_group_once():
+    model = TinyLM(tie=True)
+    groups = transfer.discriminative_param_groups(model, lr=1e-2)
+    assert any(p is model.embedding.weight for p in groups[0]["params"])  # with the decoder, at the head's rate
+    assert len(groups) == 2  # the embedding's block has nothing left of its own
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    tl.optim.Adam(groups)  # no parameter in two groups
+    transfer.freeze_lower(model, 2)  # the tied weight trains with the decoder, as its group says
+    assert model.decoder.weight.requires_grad and not model.hidden.weight.requires_grad
+
+
+def test_features_default_to_everything_but_the_head():
+    tl.manual_seed(0)
+    model = TinyLM()
+    ids, _ = next_token_data(6)
+    children = list(model.named_children())
+    feats = transfer.extract_features(model, ids, batch_size=4, head="decoder")
+    with tl.no_grad():
+        expected = model.hidden(model.embedding(tl.tensor(ids))).relu().data
+    np.testing.assert_allclose(feats, expected, rtol=1e-6)
+    assert list(model.named_children()) == children and "forward" not in vars(model.decoder)  # untouched
+    assert model(tl.tensor(ids)).shape == (6, 5, VOCAB)
+    only_embedding = transfer.FeatureCache(model, features=model.embedding).get("x", ids)
+    np.testing.assert_array_equal(only_embedding, model.embedding.weight.data[ids])
+
+
+def test_strategies_train_a_language_model_with_its_own_head_and_loss():
+    tl.manual_seed(0)
+    ids, targets = next_token_data()
+    calls = []
+
+    def counted_loss(logits, target):
+        calls.append(logits.shape)
+        return lm_loss(logits, target)
+
+    model = TinyLM()
+    below = {k: v.copy() for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    chance = transfer.accuracy(model, ids, targets)
+    transfer.feature_extraction(model, ids, targets, epochs=30, lr=3e-2, batch_size=16, head="decoder",
+                                loss_fn=counted_loss)
+    assert calls and all(shape[-1] == VOCAB for shape in calls)
+    assert all(np.array_equal(v, model.state_dict()[k]) for k, v in below.items())
+    assert transfer.count_trainable(model) == model.decoder.weight.numel() + model.decoder.bias.numel()
+    probed = transfer.accuracy(model, ids, targets)
+    assert probed > max(0.5, chance)
+
+    transfer.gradual_unfreezing(model, ids, targets, steps=30, lr=1e-2, batch_size=16, head="decoder",
+                                loss_fn=lm_loss)
+    assert transfer.count_trainable(model) == model.num_parameters()
+    assert not np.array_equal(model.embedding.weight.data, below["embedding.weight"])
+    assert transfer.accuracy(model, ids, targets) >= probed
+
+    transfer.finetune(TinyLM(), ids, targets, steps=2, batch_size=16, head_epochs=1, head="decoder",
+                      loss_fn=lm_loss)
+
+
+def test_norm_types_choose_which_frozen_layers_keep_their_statistics():
+    x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+
+    def run(**kwargs):
+        tl.manual_seed(0)
+        model = tl.nn.Sequential(tl.nn.Linear(4, 6), tl.nn.BatchNorm1d(6), tl.nn.ReLU(), tl.nn.Linear(6, 3))
+        transfer.freeze_lower(model, 2)
+        opt = tl.optim.SGD(transfer.trainable_parameters(model), lr=0.1)
+        transfer.train_steps(model, transfer.make_loader(x, y, 8), opt, steps=2, **kwargs)
+        return model[1].running_mean
+
+    np.testing.assert_array_equal(run(), 0)  # frozen BatchNorm1d: eval mode, source statistics
+    assert not np.array_equal(run(norm_types=()), 0)  # no layer kept in eval: the statistics drift
+
+
+def test_gradual_unfreezing_keeps_one_optimizer_and_its_moments(monkeypatch):
+    """Stage after stage the same Adam trains: a parameter trained since stage 1 keeps its
+    moment arrays and step count, each new block joins as a param group at its own rate, and
+    one cosine schedule runs across the stages."""
+    from minitl.optim.lr_scheduler import warmup_cosine_factor
+
+    seen = []
+    real = transfer.train_steps
+
+    def spy(model, loader, optimizer, steps=None, scheduler=None, **kwargs):
+        head_state = optimizer.state.get(id(model.fc.weight), {})
+        seen.append({"optimizer": optimizer, "schedule": scheduler, "at": scheduler.last_step,
+                     "head_step": head_state.get("step"), "exp_avg": head_state.get("exp_avg"),
+                     "exp_avg_copy": None if not head_state else head_state["exp_avg"].copy(),
+                     "lrs": [g["lr"] for g in optimizer.param_groups],
+                     "initial_lrs": [g["initial_lr"] for g in optimizer.param_groups]})
+        return real(model, loader, optimizer, steps=steps, scheduler=scheduler, **kwargs)
+
+    monkeypatch.setattr(transfer, "train_steps", spy)
+    tl.manual_seed(0)
+    model = tl.models.resnet_mini(3, widths=(4, 8, 8))
+    x, y = images(16), rng.integers(0, 3, 16)
+    transfer.gradual_unfreezing(model, x, y, steps=9, lr=1e-2, decay=2.0, batch_size=8, stages=3)
+
+    assert [s["at"] for s in seen] == [0, 3, 6]  # three steps per stage, one schedule throughout
+    assert all(s["optimizer"] is seen[0]["optimizer"] and s["schedule"] is seen[0]["schedule"] for s in seen)
+    assert seen[0]["head_step"] is None and [s["head_step"] for s in seen[1:]] == [3, 6]  # never reset
+    assert seen[2]["exp_avg"] is seen[1]["exp_avg"]  # the same moment array goes on being updated
+    assert not np.array_equal(seen[2]["exp_avg_copy"], seen[1]["exp_avg_copy"])
+    assert [s["initial_lrs"] for s in seen] == [[1e-2], [1e-2, 5e-3], [1e-2, 5e-3, 2.5e-3]]  # fc, layer3, layer2
+    for s in seen:  # every group, new or old, at the multiplier the schedule has reached
+        assert s["lrs"] == pytest.approx([lr * warmup_cosine_factor(s["at"], 0, 9) for lr in s["initial_lrs"]])
+    optimizer = seen[0]["optimizer"]
+    assert optimizer.state[id(model.fc.weight)]["step"] == 9
+    assert optimizer.state[id(model.layer2[0].conv1.weight)]["step"] == 3

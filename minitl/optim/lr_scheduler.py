@@ -1,7 +1,8 @@
 """Learning-rate schedules. A scheduler sets each group's `lr` from its initial value and the
 step count; call `scheduler.step()` once per optimizer step.
 
-- `LambdaLR`: lr = initial_lr * f(step), any f (one per group if you like);
+- `LambdaLR`: lr = initial_lr * f(step), any f (one per group if you like); a group added to
+  the optimizer later (gradual unfreezing) joins a single f's schedule at the current step;
 - `warmup_cosine`: linear warm-up, then half a cosine down to `min_ratio` (transformers);
 - `slanted_triangular`: ULMFiT's short linear rise and long linear decay (Howard & Ruder 2018).
 """
@@ -17,20 +18,32 @@ class LambdaLR:
         lambdas = lr_lambda if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * len(groups)
         if len(lambdas) != len(groups):
             raise ValueError(f"LambdaLR: {len(lambdas)} schedules for {len(groups)} parameter groups")
+        self._shared_lambda = None if isinstance(lr_lambda, (list, tuple)) else lr_lambda
         self.lr_lambdas = list(lambdas)
         for group in groups:
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [group["initial_lr"] for group in groups]
         self.last_step = 0
-        self._apply()
+        self.refresh()
 
-    def _apply(self):
+    def refresh(self):
+        """Set every group's lr for the current step. A group added to the optimizer since
+        (gradual unfreezing adds one per stage) joins the schedule here, its lr as its
+        initial_lr, with the same multiplier as the others. `step()` calls it; call it right
+        after `optimizer.add_param_group` so the new group's first step follows the schedule."""
+        for group in self.optimizer.param_groups[len(self.base_lrs):]:
+            if self._shared_lambda is None:
+                raise ValueError("LambdaLR: a parameter group was added after the schedule was made with one "
+                                 "function per group; give a single function to schedule groups added later")
+            group.setdefault("initial_lr", group["lr"])
+            self.base_lrs.append(group["initial_lr"])
+            self.lr_lambdas.append(self._shared_lambda)
         for group, base, fn in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas):
             group["lr"] = base * fn(self.last_step)
 
     def step(self):
         self.last_step += 1
-        self._apply()
+        self.refresh()
 
     def get_last_lr(self):
         return [group["lr"] for group in self.optimizer.param_groups]
@@ -41,7 +54,9 @@ class LambdaLR:
     def load_state_dict(self, state):
         self.last_step = int(state["last_step"])
         self.base_lrs = [float(x) for x in state["base_lrs"]]
-        self._apply()
+        if self._shared_lambda is not None:  # groups added after construction were saved too
+            self.lr_lambdas = [self._shared_lambda] * len(self.base_lrs)
+        self.refresh()
 
 
 def warmup_cosine_factor(step, warmup_steps, total_steps, min_ratio=0.0):
