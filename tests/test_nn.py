@@ -371,3 +371,26 @@ def test_cross_entropy_forward_by_hand(rng):
     huge = F.cross_entropy(tl.tensor([[1000.0, 0.0]], dtype="float64"), np.array([1]))
     assert huge.item() == pytest.approx(1000.0)  # stable: no exp of 1000
 
+
+def test_layers_that_share_code_are_not_kinds_of_each_other():
+    """Average pooling is no max pooling, and BatchNorm1d no BatchNorm2d: each shares its code
+    through a private base (as PyTorch's _BatchNorm), so isinstance tells them apart."""
+    assert not isinstance(nn.AvgPool2d(2), nn.MaxPool2d)
+    assert not isinstance(nn.MaxPool2d(2), nn.AvgPool2d)
+    assert not isinstance(nn.BatchNorm1d(4), nn.BatchNorm2d)
+    assert not isinstance(nn.BatchNorm2d(4), nn.BatchNorm1d)
+    x = tl.tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.MaxPool2d(2)(x).data, [[[[5, 7], [13, 15]]]])
+    np.testing.assert_array_equal(nn.AvgPool2d(2)(x).data, [[[[2.5, 4.5], [10.5, 12.5]]]])
+    assert repr(nn.AvgPool2d(2)) == "AvgPool2d(kernel_size=2, stride=2, padding=0)"
+    assert set(nn.BatchNorm1d(3).state_dict()) == set(nn.BatchNorm2d(3).state_dict())
+
+
+def test_batch_norms_name_the_inputs_they_accept():
+    assert nn.BatchNorm1d(3)(tl.randn(4, 3)).shape == (4, 3)
+    assert nn.BatchNorm1d(3)(tl.randn(4, 3, 5)).shape == (4, 3, 5)
+    assert nn.BatchNorm2d(3)(tl.randn(4, 3, 2, 2)).shape == (4, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected a 4-D input \(N, C, H, W\), got shape \(4, 3\)"):
+        nn.BatchNorm2d(3)(tl.randn(4, 3))
+    with pytest.raises(ValueError, match=r"BatchNorm1d: expected a 2-D .* got shape \(4, 3, 2, 2\)"):
+        nn.BatchNorm1d(3)(tl.randn(4, 3, 2, 2))
