@@ -13,6 +13,25 @@ order in one namespace, like a notebook, showing the value of a cell's last expr
 ``run_tour`` runs every lesson in its own Python process (one lesson's variables, seeds and
 figures cannot leak into the next) and writes one report of what they recorded with
 ``minitl.report``. New lessons join the tour by being a file in ``lessons/``.
+
+**The rule for figures in prose.** A lesson's text never quotes a figure its own run did not
+print. A *figure* is a decimal number (0.902), a percentage (88%, 1.5 %) or a time (37 s,
+2 minutes, 0.4 ms) in a markdown cell, outside `inline code`, code blocks (fenced, or indented
+four spaces) and $math$: those hold equations and settings, not results. Every figure in the
+prose must also appear, as the same number (a percentage with its %, a time with its unit),
+in what the lesson's code cells printed in that run. So a measured number is printed by a code
+cell, in a sentence if need be (``report.note(f"test accuracy {acc:.3f}, still rising")``),
+and the prose around it speaks of "the accuracy printed above"; a fixed number the text needs
+(a spec-sheet peak, a constant of a formula) is printed by the code that uses it.
+:func:`unproduced_figures` finds the figures that break the rule; ``tests/test_lessons.py``
+applies it to every lesson's ``--fast`` run, and ``minitl tour`` to each lesson it runs, so a
+lesson whose text and numbers drift apart fails.
+
+**The end of a lesson.** Its last cell is a markdown cell headed ``## Check yourself``: two or
+three numbered questions whose answers the lesson's own output contains, then the lesson's
+exercises, one line each, ``- `some.id`: `minitl exercises check some.id```
+(``minitl.exercises.Syllabus`` reads those lines). :func:`check_yourself_problems` says what a
+lesson's ending lacks.
 """
 from __future__ import annotations
 
@@ -186,14 +205,15 @@ def _style(text: str, code: str) -> str:
     return text
 
 
-def render_markdown(source: str) -> str:
+def render_markdown(source: str, styled: bool = True) -> str:
     """Markdown for a terminal: headings bold and underlined, the rest as written."""
     out = []
     for line in source.splitlines():
         heading = re.match(r"^(#{1,6})\s+(.*)$", line)
         if heading:
             text = heading.group(2)
-            out += ["", _style(text, "1"), ("=" if len(heading.group(1)) == 1 else "-") * len(text)]
+            out += ["", _style(text, "1") if styled else text,
+                    ("=" if len(heading.group(1)) == 1 else "-") * len(text)]
         else:
             out.append(line)
     return "\n".join(out).strip("\n")
@@ -202,6 +222,106 @@ def render_markdown(source: str) -> str:
 def render_code(cell: Cell) -> str:
     """The code with the lesson file's line numbers in a gutter."""
     return "\n".join(_style(f"{n:4d} | ", "2") + text for n, text in cell.numbered_lines())
+
+
+# --------------------------------------------------------------------------- figures in prose
+
+_NUMBER = r"\d+(?:,\d{3})*(?:\.\d+)?"
+_TIME_UNITS = {"ms": "ms", "millisecond": "ms", "milliseconds": "ms",
+               "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+               "min": "min", "mins": "min", "minute": "min", "minutes": "min",
+               "h": "h", "hour": "h", "hours": "h"}
+# a number not glued to a word or another number (word2vec, v1.2.3 and 3x3 hold no figure)
+_FIGURE = re.compile(r"(?<![\w.])(?P<number>%s)(?:(?P<percent>\s?%%)|\s?(?P<unit>%s)\b)?(?![\w]|\.\d)"
+                     % (_NUMBER, "|".join(sorted(_TIME_UNITS, key=len, reverse=True))))
+# where a number is an equation's or a setting's, not a result
+_NOT_PROSE = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|`[^`\n]*`|^(?: {4}|\t)[^\n]*$",
+                        re.S | re.M)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure quoted in a lesson: its number, and "%" or a time unit ("s", "min", ...) or ""."""
+
+    number: str
+    unit: str
+    text: str      # as written
+
+    def key(self):
+        """(value, unit): 0.902 and 0.9020 are the same figure."""
+        return (float(self.number.replace(",", "")), self.unit)
+
+
+def find_figures(text: str) -> list:
+    """The figures (decimals, percentages, times) of ``text``; integers alone are not figures."""
+    found = []
+    for match in _FIGURE.finditer(text):
+        unit = "%" if match.group("percent") else _TIME_UNITS.get(match.group("unit") or "", "")
+        if unit or "." in match.group("number"):
+            found.append(Figure(match.group("number"), unit, match.group(0)))
+    return found
+
+
+def prose_figures(lesson: Lesson) -> list:
+    """(line of the lesson file, Figure) for every figure in the lesson's markdown prose."""
+    found = []
+    for cell in lesson.cells:
+        if cell.kind != "markdown":
+            continue
+        prose = _NOT_PROSE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), cell.source)
+        for offset, line in enumerate(prose.splitlines()):
+            found += [(cell.line + offset, figure) for figure in find_figures(line)]
+    return found
+
+
+def code_output(lesson: Lesson, output: str) -> str:
+    """What the lesson's code printed: ``output`` (a run's stdout) less the echoed markdown."""
+    for cell in lesson.cells:
+        if cell.kind == "markdown":
+            output = output.replace(render_markdown(cell.source, styled=False), "")
+    return output
+
+
+def unproduced_figures(lesson: Lesson, output: str) -> list:
+    """The figures the lesson's prose quotes that its run did not print, as "file:line: figure".
+
+    ``output`` is the run's stdout (``minitl lesson N`` or a tour's log). A decimal counts as
+    printed when the same number (0.902 or 0.9020) was printed with any unit; a percentage or a
+    time needs the same unit ("88%" is not printed by "0.88"; "37 seconds" is by "37 s"). See
+    the module docstring for the rule.
+    """
+    printed = {figure.key() for figure in find_figures(code_output(lesson, output))}
+    bare = {number for number, _ in printed}
+    missing = []
+    for line, figure in prose_figures(lesson):
+        number, unit = figure.key()
+        if (number, unit) in printed or (not unit and number in bare):
+            continue
+        missing.append(f"{lesson.path.name}:{line}: {figure.text.strip()}")
+    return missing
+
+
+_CHECK_LINE = re.compile(r"^- `(?P<id>[\w.]+)`: `minitl exercises check (?P=id)`\s*$", re.M)
+
+
+def check_yourself_problems(lesson: Lesson) -> list:
+    """What the lesson's ending lacks (see the module docstring); empty when it is right."""
+    cells = lesson.cells
+    last = cells[-1] if cells else None
+    name = lesson.path.name
+    if last is None or last.kind != "markdown" or not last.source.lstrip().startswith("## Check yourself"):
+        return [f"{name}: the last cell is not a markdown cell headed '## Check yourself'"]
+    problems = []
+    # a numbered item runs to the next item or the next blank line
+    items = re.findall(r"^\d+\.\s+(.*?)(?=^\d+\.\s|^\s*$|\Z)", last.source, re.M | re.S)
+    if not 2 <= len(items) <= 3:
+        problems.append(f"{name}: 'Check yourself' asks {len(items)} numbered questions, not 2 or 3")
+    problems += [f"{name}: 'Check yourself' item {k} is not a question: {item.strip()[:60]!r}"
+                 for k, item in enumerate(items, start=1) if "?" not in item]
+    if not _CHECK_LINE.search(last.source):
+        problems.append(f"{name}: 'Check yourself' lists no exercise as "
+                        "- `id`: `minitl exercises check id`")
+    return problems
 
 
 # --------------------------------------------------------------------------- running
@@ -340,9 +460,12 @@ def run_tour(out=None, fast=False, html=False, dirs=None) -> int:
                                   stderr=subprocess.STDOUT, env=env).returncode
         run = report.LessonRun(lesson.number, lesson.slug, lesson.title, code,
                                time.perf_counter() - started, log, report.read_records(records))
+        if code == 0:
+            run.unprinted_figures = unproduced_figures(
+                lesson, log.read_text(encoding="utf-8", errors="replace"))
         runs.append(run)
-        tqdm.write(f"lesson {lesson.number:02d} {lesson.slug}: "
-                   f"{'pass' if run.ok else 'FAIL (exit %d)' % code} in {run.duration:.1f} s")
+        tqdm.write(f"lesson {lesson.number:02d} {lesson.slug}: {report.outcome(run)} "
+                   f"in {run.duration:.1f} s" + "".join("\n  " + f for f in run.unprinted_figures))
     written = report.write_tour_report(out, runs, fast=fast, html=html)
     for path in written:
         print(f"report: {path}")

@@ -153,10 +153,13 @@ class LessonRun:
     duration: float          # seconds
     log: Path                # the lesson's stdout and stderr
     records: list = field(default_factory=list)
+    # "file:line: figure" for each figure its prose quotes that the run did not print
+    # (minitl.lesson_runner.unproduced_figures): such a lesson fails too
+    unprinted_figures: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0
+        return self.returncode == 0 and not self.unprinted_figures
 
 
 def read_records(path) -> list:
@@ -180,8 +183,11 @@ def _heading(run: LessonRun) -> str:
     return run.title if run.title.lower().startswith("lesson") else f"Lesson {run.number}: {run.title}"
 
 
-def _outcome(run: LessonRun) -> str:
-    return "pass" if run.ok else f"FAIL (exit {run.returncode})"
+def outcome(run: LessonRun) -> str:
+    """"pass", or why the lesson failed."""
+    if run.returncode:
+        return f"FAIL (exit {run.returncode})"
+    return "FAIL (prose quotes figures the run did not print)" if run.unprinted_figures else "pass"
 
 
 def tour_markdown(out: Path, runs: list, fast: bool) -> str:
@@ -190,11 +196,11 @@ def tour_markdown(out: Path, runs: list, fast: bool) -> str:
     lines = ["# minitl tour", "",
              f"{time.strftime('%Y-%m-%d %H:%M')} · {'fast mode' if fast else 'full data'} · "
              f"{len(runs)} lessons, {passed} passed, {len(runs) - passed} failed", "",
-             markdown_table([[r.number, _heading(r), _outcome(r), f"{r.duration:.1f} s"] for r in runs],
+             markdown_table([[r.number, _heading(r), outcome(r), f"{r.duration:.1f} s"] for r in runs],
                             ["#", "lesson", "result", "time"]), ""]
     for run in runs:
         lines += [f"## {_heading(run)}", "",
-                  f"**{_outcome(run)}** in {run.duration:.1f} s · log: `{_relative(run.log, out)}`", ""]
+                  f"**{outcome(run)}** in {run.duration:.1f} s · log: `{_relative(run.log, out)}`", ""]
         metrics = []
         for rec in run.records:
             if rec["kind"] == "table":
@@ -208,7 +214,10 @@ def tour_markdown(out: Path, runs: list, fast: bool) -> str:
                 metrics.append([rec["name"], rec["value"]])
         if metrics:
             lines += [markdown_table(metrics, ["metric", "value"], "Key numbers"), ""]
-        if not run.ok:
+        if run.unprinted_figures:
+            lines += ["Figures the prose quotes that the run did not print:", ""]
+            lines += [f"- `{figure}`" for figure in run.unprinted_figures] + [""]
+        if run.returncode:
             lines += ["Last lines of the log:", "", "```text", _tail(run.log), "```", ""]
     return "\n".join(lines)
 
@@ -233,11 +242,11 @@ def tour_html(out: Path, runs: list, fast: bool) -> str:
              "</style></head><body><h1>minitl tour</h1>",
              f"<p>{esc(time.strftime('%Y-%m-%d %H:%M'))} · {'fast mode' if fast else 'full data'} · "
              f"{len(runs)} lessons, {passed} passed, {len(runs) - passed} failed</p>",
-             html_table([[r.number, _heading(r), _outcome(r), f"{r.duration:.1f} s"] for r in runs],
+             html_table([[r.number, _heading(r), outcome(r), f"{r.duration:.1f} s"] for r in runs],
                         ["#", "lesson", "result", "time"])]
     for run in runs:
         css = "pass" if run.ok else "fail"
-        parts.append(f"<h2>{esc(_heading(run))}</h2><p class='{css}'><b>{esc(_outcome(run))}</b> "
+        parts.append(f"<h2>{esc(_heading(run))}</h2><p class='{css}'><b>{esc(outcome(run))}</b> "
                      f"in {run.duration:.1f} s · log: <code>{esc(_relative(run.log, out))}</code></p>")
         metrics = []
         for rec in run.records:
@@ -256,7 +265,11 @@ def tour_html(out: Path, runs: list, fast: bool) -> str:
                 metrics.append([rec["name"], rec["value"]])
         if metrics:
             parts.append(html_table(metrics, ["metric", "value"], "Key numbers"))
-        if not run.ok:
+        if run.unprinted_figures:
+            parts.append("<p>Figures the prose quotes that the run did not print:</p><ul>"
+                         + "".join(f"<li><code>{esc(f)}</code></li>" for f in run.unprinted_figures)
+                         + "</ul>")
+        if run.returncode:
             parts.append(f"<pre>{esc(_tail(run.log))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -233,3 +233,77 @@ def test_help_is_quick_and_lists_the_commands():
                                "if m in sys.modules))"],
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert imported.stdout.strip() == "[]"  # heavy modules load only when a command needs them
+
+
+# --------------------------------------------------------------------------- figures in prose
+
+STALE = '''\
+# %% [markdown]
+# # Lesson 3: prose and numbers
+#
+# Test accuracy climbs to about 88-89% in 2 minutes; the last run measured 0.902.
+# Settings are not results: `lr=0.001`, $h = 0.5$, and
+#
+#     f(x) = min(1, (x / 100)^0.75)
+#
+# Integers alone (60,000 images, 10 classes, word2vec, 3x3) are not figures.
+
+# %%
+print("test accuracy 0.9020 after 12.5 s; 88% of the way")
+
+# %% [markdown]
+# The run printed 12.5 seconds and 0.9020; 88% too; but not 0.91 or 3 ms.
+'''
+
+
+def test_figures_in_prose_are_decimals_percentages_and_times():
+    figures = lessons.find_figures("about 88-89% in 2 minutes, 0.902, 1.5 %, 0.4ms, 60,000 images, "
+                                   "word2vec, v1.2.3, 3x3, 10 classes, 37 s")
+    assert [(f.number, f.unit) for f in figures] == [
+        ("89", "%"), ("2", "min"), ("0.902", ""), ("1.5", "%"), ("0.4", "ms"), ("37", "s")]
+
+
+def test_unproduced_figures_names_each_figure_the_run_did_not_print(tmp_path):
+    path = tmp_path / "lesson_03_prose.py"
+    path.write_text(STALE)
+    lesson = Lesson.from_path(path)
+    assert [f.text for _, f in lessons.prose_figures(lesson)] == [
+        "89%", "2 minutes", "0.902", "12.5 seconds", "0.9020", "88%", "0.91", "3 ms"]
+    env = {"MINITL_OUTPUT": str(tmp_path / "out")}
+    result = cli("lesson", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    # the prose itself is echoed by the runner: it must not count as printed by the run
+    assert "0.91" in result.stdout
+    assert lessons.unproduced_figures(lesson, result.stdout) == [
+        "lesson_03_prose.py:4: 89%", "lesson_03_prose.py:4: 2 minutes",
+        "lesson_03_prose.py:15: 0.91", "lesson_03_prose.py:15: 3 ms"]
+
+
+def test_tour_fails_a_lesson_whose_prose_quotes_a_figure_it_did_not_print(tmp_path):
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    (folder / "lesson_03_prose.py").write_text(STALE)
+    out = tmp_path / "tour"
+    assert lessons.run_tour(out=out, fast=True, dirs=[folder]) == 1
+    md = (out / "report.md").read_text()
+    assert "FAIL (prose quotes figures the run did not print)" in md
+    assert "lesson_03_prose.py:15: 0.91" in md
+
+
+def test_check_yourself_wants_two_or_three_questions_and_the_exercises(tmp_path):
+    def problems(ending):
+        path = tmp_path / "lesson_04_end.py"
+        path.write_text("# %%\nx = 1\n\n# %% [markdown]\n" + "\n".join("# " + l for l in ending.splitlines()))
+        return lessons.check_yourself_problems(Lesson.from_path(path))
+
+    good = ("## Check yourself\n\n1. What did the table show,\n   and why?\n2. Which is larger?\n\n"
+            "- `a.b`: `minitl exercises check a.b`")
+    assert problems(good) == []
+    assert problems(good.replace("## Check yourself", "## Exercises")) == [
+        "lesson_04_end.py: the last cell is not a markdown cell headed '## Check yourself'"]
+    assert problems(good.replace("2. Which is larger?\n", "")) == [
+        "lesson_04_end.py: 'Check yourself' asks 1 numbered questions, not 2 or 3"]
+    assert problems(good.replace("Which is larger?", "Say which.")) == [
+        "lesson_04_end.py: 'Check yourself' item 2 is not a question: 'Say which.'"]
+    assert problems(good.split("\n\n- ")[0]) == [
+        "lesson_04_end.py: 'Check yourself' lists no exercise as - `id`: `minitl exercises check id`"]
