@@ -284,3 +284,56 @@ def write_tour_report(out, runs: list, fast: bool = False, html: bool = False) -
         written.append(out / "report.html")
         written[1].write_text(tour_html(out, runs, fast), encoding="utf-8")
     return written
+
+
+# --------------------------------------------------------------------------- readable figures
+
+
+def label_points(ax, xy, labels, fontsize=9):
+    """Write ``labels[i]`` beside the point ``xy[i]`` of ``ax`` with no two labels overlapping.
+
+    Each label takes the first place, tried nearest first in eight directions and then further
+    out, where its box overlaps no label placed before it and no point; a label that had to move
+    away from its point gets a thin line back to it. Returns the annotations, in order.
+    """
+    import numpy as np
+
+    fig = ax.figure
+    fig.canvas.draw()  # a renderer, and the axes' final limits, to measure text with
+    renderer = fig.canvas.get_renderer()
+    points = ax.transData.transform(np.asarray(xy, dtype=float))
+    dot = 3.0 * fig.dpi / 72  # half the side of a box around each point, in pixels
+    taken = [(x - dot, y - dot, x + dot, y + dot) for x, y in points]
+
+    def overlaps(box):
+        x0, y0, x1, y1 = box
+        return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in taken)
+
+    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    placed = []
+    for (x, y), label in zip(xy, labels):
+        best = None
+        for radius in (4, 10, 18, 28, 40, 55, 75):
+            for dx, dy in directions:
+                ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+                va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+                note = ax.annotate(label, (x, y), xytext=(dx * radius, dy * radius),
+                                   textcoords="offset points", fontsize=fontsize, ha=ha, va=va)
+                box = note.get_window_extent(renderer)
+                box = (box.x0 - 1, box.y0 - 1, box.x1 + 1, box.y1 + 1)
+                if not overlaps(box):
+                    best = (note, box, radius)
+                    break
+                note.remove()
+            if best:
+                break
+        if best is None:  # crowded beyond our rings: keep the nearest place
+            note = ax.annotate(label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=fontsize)
+            best = (note, note.get_window_extent(renderer).extents, 4)
+        note, box, radius = best
+        if radius > 10:
+            ax.annotate("", (x, y), xytext=note.get_position(), textcoords="offset points",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color="grey"))
+        taken.append(tuple(box))
+        placed.append(note)
+    return placed

@@ -307,3 +307,22 @@ def test_check_yourself_wants_two_or_three_questions_and_the_exercises(tmp_path)
         "lesson_04_end.py: 'Check yourself' item 2 is not a question: 'Say which.'"]
     assert problems(good.split("\n\n- ")[0]) == [
         "lesson_04_end.py: 'Check yourself' lists no exercise as - `id`: `minitl exercises check id`"]
+
+
+def test_labels_of_a_crowded_scatter_plot_do_not_overlap():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    xy = np.random.default_rng(0).normal(size=(20, 2)) * 0.3
+    xy[1] = xy[0] + 1e-3  # two points on top of each other
+    labels = [f"word{i}" for i in range(20)]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(xy[:, 0], xy[:, 1])
+    notes = report.label_points(ax, xy, labels)
+    fig.canvas.draw()
+    boxes = [n.get_window_extent(fig.canvas.get_renderer()) for n in notes]
+    assert [n.get_text() for n in notes] == labels
+    assert not [(labels[i], labels[j]) for i in range(20) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    plt.close(fig)

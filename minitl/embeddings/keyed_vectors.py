@@ -515,20 +515,23 @@ class KeyedVectors:
         return x @ vt[:2].T
 
     def pca_figure(self, words: Sequence[str], title="word vectors, first two principal components"):
-        """A matplotlib figure of :meth:`pca_2d`, each point labelled with its word."""
+        """A matplotlib figure of :meth:`pca_2d`, each point labelled with its word (no two
+        labels overlap: :func:`minitl.report.label_points`)."""
         import matplotlib
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
+
+        from ..report import label_points
         words = [w for w in words if w in self]
         xy = self.pca_2d(words)
         fig, ax = plt.subplots(figsize=(6, 5))
         ax.scatter(xy[:, 0], xy[:, 1], s=12)
-        for (x, y), w in zip(xy, words):
-            ax.annotate(w, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=9)
         ax.set_title(title)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
+        ax.margins(0.12)  # room for the labels of the outermost points
         fig.tight_layout()
+        label_points(ax, xy, words)
         return fig
 
     def __repr__(self):
