@@ -76,7 +76,7 @@ for k in ("solid", "gas", "water", "fashion", "cold", "hot", "engine", "the"):
     p_ice, p_steam = x_ice[j] / x_ice.sum(), x_steam[j] / x_steam.sum()
     rows.append((k, round(x_ice[j], 1), round(x_steam[j], 1), f"{p_ice:.2e}", f"{p_steam:.2e}",
                  f"{p_ice / p_steam:.2f}" if p_steam > 0 else "inf" if p_ice > 0 else "n/a (both 0)"))
-report.table(rows, ["k", "X(ice, k)", "X(steam, k)", "P(k | ice)", "P(k | steam)", "P(k|ice) / P(k|steam)"],
+_ = report.table(rows, ["k", "X(ice, k)", "X(steam, k)", "P(k | ice)", "P(k | steam)", "P(k|ice) / P(k|steam)"],
              title="co-occurrence probabilities in GCIDE, the table that motivates GloVe")
 
 # %% [markdown]
@@ -90,7 +90,7 @@ ax.set_xlabel("co-occurrence count X_ij")
 ax.set_ylabel("f(X_ij)")
 ax.set_title("GloVe's weighting, x_max = 100, alpha = 3/4")
 fig.tight_layout()
-report.figure(fig, "glove_weighting", "f(x) = min(1, (x/100)^0.75): rare pairs count little, frequent ones are capped.")
+_ = report.figure(fig, "glove_weighting", "f(x) = min(1, (x/100)^0.75): rare pairs count little, frequent ones are capped.")
 
 # %% [markdown]
 # ## 2. Counting
@@ -130,7 +130,7 @@ ax.set_xlabel("epoch")
 ax.set_ylabel("weighted squared error per pair")
 ax.set_title("GloVe on GCIDE")
 fig.tight_layout()
-report.figure(fig, "glove_loss", "GloVe's loss per co-occurring pair, by epoch.")
+_ = report.figure(fig, "glove_loss", "GloVe's loss per co-occurring pair, by epoch.")
 
 # %% [markdown]
 # ## 4. The vectors W + W~, judged like word2vec's (lesson 4)
@@ -149,7 +149,7 @@ print(format_report(results))
 for key in ("wordsim353_spearman", "simlex999_spearman", "analogy_accuracy"):
     report.metric(f"glove_{key}", round(results[key], 3))
 words = ["king", "queen", "man", "woman", "horse", "dog", "red", "green", "iron", "gold", "river", "sea"]
-report.figure(wv.pca_figure([w for w in words if w in wv], title="GloVe vectors, first two principal components"),
+_ = report.figure(wv.pca_figure([w for w in words if w in wv], title="GloVe vectors, first two principal components"),
               "glove_pca", "GloVe vectors of chosen words on their first two principal components.")
 
 # %% [markdown]
