@@ -10,7 +10,8 @@
 # 2. why a *recursive* backward goes wrong on `b = a + a; c = b + b`, and how a topological
 #    order fixes it;
 # 3. minitl's tensors: the same idea over arrays, with broadcasting undone by `unbroadcast`;
-# 4. a numerical gradient check that proves a backward right (or wrong).
+# 4. a numerical gradient check that proves a backward right (or wrong), and why it must run
+#    in float64.
 #
 # Read alongside: `minitl/tensor.py` (the engine) and `minitl/ops/` (the ops).
 
@@ -170,12 +171,78 @@ h.backward(np.ones(h.shape, np.float32))  # non-scalar: we must say what d(loss)
 print("dW = x^T @ dh:", np.allclose(W.grad, x.data.T @ np.ones((4, 5))))
 
 # %% [markdown]
+# Broadcasting copies an input in two ways: along **new leading axes** (a bias of shape (3,)
+# added to a batch of shape (2, 4, 3) is used 2 x 4 times), and along **axes of size 1** (a
+# column of shape (4, 1) added to a (4, 3) matrix is used once per column). `unbroadcast`
+# undoes both: it sums the extra leading axes away, then sums with `keepdims=True` over every
+# axis where the input had size 1, so the gradient comes back with the input's exact shape.
+# Below, an output gradient of shape (2, 4, 3) goes back to four input shapes; each line
+# compares `unbroadcast` with the sum written out by hand.
+
+# %%
+g = np.arange(24, dtype=np.float64).reshape(2, 4, 3)
+by_hand = {
+    (3,): g.sum(axis=(0, 1)),                          # two new leading axes
+    (4, 1): g.sum(axis=0).sum(axis=1, keepdims=True),  # one leading axis, then a size-1 axis
+    (1, 3): g.sum(axis=0).sum(axis=0, keepdims=True),  # one leading axis, then a size-1 axis
+    (2, 1, 3): g.sum(axis=1, keepdims=True),           # a size-1 axis only
+}
+for shape, expected in by_hand.items():
+    got = tl.unbroadcast(g, shape)
+    print(f"grad {g.shape} -> input {str(shape):9s}: shape {got.shape}, equals the sum by hand: "
+          f"{got.shape == shape and np.array_equal(got, expected)}")
+
+column = tl.zeros(4, 1, requires_grad=True)  # a size-1 axis, broadcast along the columns of x
+(x * column).sum().backward()
+print("column.grad shape:", column.grad.shape, " equals the row sums of x:",
+      np.allclose(column.grad, x.data.sum(1, keepdims=True)))
+
+# %% [markdown]
 # ## 4. Checking gradients numerically
 #
 # A backward can be checked without trusting it: nudge each input by $\pm h$ and look at
-# the change of the output, $\frac{f(x + h) - f(x - h)}{2h}$. In float64 with $h = 10^{-6}$ the
-# two agree to a relative error around $10^{-10}$ when the backward is right and O(1) when it
-# is wrong. `tl.gradcheck` does this for every element of every input.
+# the change of the output, $\frac{f(x + h) - f(x - h)}{2h}$. Two errors pull $h$ opposite
+# ways. The *truncation* error of the formula shrinks like $h^2$ (the Taylor terms it drops).
+# The *rounding* error grows like $\epsilon |f| / h$: $f(x + h)$ and $f(x - h)$ are each
+# rounded to a relative precision $\epsilon$, and their difference, small when $h$ is, keeps
+# the rounding of the big numbers while losing their leading digits. float32 has
+# $\epsilon = 2^{-23}$, float64 $2^{-52}$. So at $h = 10^{-6}$ a float32 difference has lost
+# most of its correct digits while float64 keeps most of them, and the best $h$ sits near
+# $\epsilon^{1/3}$ (balance $h^2$ against $\epsilon / h$). The cell below measures both on
+# $\tanh$ at $x = 0.5$; predict first where each error column bottoms out.
+
+# %%
+def central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+steps = [10.0 ** -k for k in range(1, 10)]
+exact = 1 - np.tanh(0.5) ** 2
+rows = []
+for h in steps:
+    row = [f"{h:.0e}"]
+    for dtype in (np.float32, np.float64):
+        estimate = central_difference(np.tanh, dtype(0.5), dtype(h))
+        row.append(f"{abs(float(estimate) - exact) / exact:.1e}")
+    rows.append(row)
+report.table(rows, ["h", "relative error, float32", "relative error, float64"],
+             title="central difference of tanh at 0.5: truncation (large h) against rounding (small h)")
+for dtype in (np.float32, np.float64):
+    eps = np.finfo(dtype).eps
+    print(f"{np.dtype(dtype).name}: machine epsilon {eps:.1e}, best h near eps^(1/3) = {eps ** (1 / 3):.0e}")
+fig, ax = plt.subplots(figsize=(5, 3))
+for column, label in ((1, "float32"), (2, "float64")):
+    ax.loglog(steps, [max(float(r[column]), 1e-17) for r in rows], "o-", label=label)
+ax.set_xlabel("step h")
+ax.set_ylabel("relative error of the central difference")
+ax.invert_xaxis()
+ax.legend()
+_ = report.figure(fig, "central_difference_error", "central-difference error against the step h, float32 and float64")
+
+# %% [markdown]
+# That is why `tl.gradcheck` copies every input to float64 and uses $h = 10^{-6}$: there the
+# two estimates agree to a relative error far below any bug's, and a wrong backward shows an
+# O(1) error. It does this for every element of every input.
 
 # %%
 xs = tl.randn(3, 4, dtype="float64")
@@ -219,7 +286,14 @@ report.metric("dc/da for b = a + a; c = b + b", float(a.grad) if a.grad is not N
 report.note("Autograd: a topological-order backward sums every contribution before passing it on.")
 
 # %% [markdown]
-# ## Exercises
+# ## Check yourself
+#
+# 1. What did the recursive backward return for dc/da on `b = a + a; c = b + b`, and which
+#    gradient did it add twice?
+# 2. Going back from a gradient of shape (2, 4, 3), over which axes did `unbroadcast` sum to
+#    reach an input of shape (4, 1)?
+# 3. In the central-difference table, at which h was float32's error smallest, and how large
+#    was it at the h that gradcheck uses in float64?
 #
 # The exercises of this lesson, in the order it meets them. In a student copy
 # (`minitl exercises export DIR --lesson 1`), make each one's tests pass:
