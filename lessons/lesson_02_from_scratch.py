@@ -66,7 +66,7 @@ for k in range(10):
         axes[row, k].imshow(image, cmap="gray")
         axes[row, k].axis("off")
     axes[0, k].set_title(FASHION_MNIST_CLASSES[k], fontsize=7)
-report.figure(fig, "samples", "two training images of each class")
+_ = report.figure(fig, "samples", "two training images of each class")
 
 # %% [markdown]
 # ## Inputs
