@@ -13,7 +13,7 @@
 # and (6) compare ELMo's features with word2vec's on a real task.
 #
 # Run: `minitl lesson 6` (uses the biLM cached by `minitl pretrain elmo`, and trains it first
-# when the cache has none: about 15 minutes on two cores), or `minitl lesson 6 --fast` (a tiny
+# when the cache has none, which takes many minutes on two cores), or `minitl lesson 6 --fast` (a tiny
 # biLM trained on a slice of GCIDE in seconds; its numbers are a tiny model's).
 
 # %%
