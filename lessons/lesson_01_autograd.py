@@ -189,8 +189,11 @@ by_hand = {
 }
 for shape, expected in by_hand.items():
     got = tl.unbroadcast(g, shape)
-    print(f"grad {g.shape} -> input {str(shape):9s}: shape {got.shape}, equals the sum by hand: "
-          f"{got.shape == shape and np.array_equal(got, expected)}")
+    extra = g.ndim - len(shape)
+    leading = tuple(range(extra))
+    size_one = tuple(extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
+    print(f"grad {g.shape} -> input {str(shape):9s}: sums its axes {leading} away, then its axes {size_one} "
+          f"with keepdims; equals the sum by hand: {got.shape == shape and np.array_equal(got, expected)}")
 
 column = tl.zeros(4, 1, requires_grad=True)  # a size-1 axis, broadcast along the columns of x
 (x * column).sum().backward()
@@ -288,10 +291,10 @@ report.note("Autograd: a topological-order backward sums every contribution befo
 # %% [markdown]
 # ## Check yourself
 #
-# 1. What did the recursive backward return for dc/da on `b = a + a; c = b + b`, and which
-#    gradient did it add twice?
+# 1. What did the recursive backward return for dc/da on `b = a + a; c = b + b`, and what
+#    did the topological one return?
 # 2. Going back from a gradient of shape (2, 4, 3), over which axes did `unbroadcast` sum to
-#    reach an input of shape (4, 1)?
+#    reach an input of shape (4, 1), and which of them did it keep with size 1?
 # 3. In the central-difference table, at which h was float32's error smallest, and how large
 #    was it at the h that gradcheck uses in float64?
 #
