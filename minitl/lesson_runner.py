@@ -433,6 +433,19 @@ def write_notebook(lesson: Lesson, path=None) -> Path:
 # --------------------------------------------------------------------------- the tour
 
 
+def _children_cpu_seconds():
+    """User + system CPU seconds of this process's finished children (None where unknown).
+
+    A lesson's budget is CPU time: on a shared machine its wall time says more about the
+    neighbours than about the lesson."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_tour(out=None, fast=False, html=False, dirs=None) -> int:
     """Run every lesson in a fresh process, then write report.md (and report.html); 0 if all pass."""
     from tqdm import tqdm
@@ -454,18 +467,21 @@ def run_tour(out=None, fast=False, html=False, dirs=None) -> int:
         cmd = [sys.executable, "-m", "minitl.cli", "lesson", str(lesson.path)]
         if fast:
             cmd.append("--fast")
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _children_cpu_seconds()
         with open(log, "w", encoding="utf-8") as log_file:
             code = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
                                   stderr=subprocess.STDOUT, env=env).returncode
+        cpu = _children_cpu_seconds()
         run = report.LessonRun(lesson.number, lesson.slug, lesson.title, code,
-                               time.perf_counter() - started, log, report.read_records(records))
+                               time.perf_counter() - started, log, report.read_records(records),
+                               cpu_seconds=None if cpu is None else cpu - cpu_before)
         if code == 0:
             run.unprinted_figures = unproduced_figures(
                 lesson, log.read_text(encoding="utf-8", errors="replace"))
         runs.append(run)
         tqdm.write(f"lesson {lesson.number:02d} {lesson.slug}: {report.outcome(run)} "
-                   f"in {run.duration:.1f} s" + "".join("\n  " + f for f in run.unprinted_figures))
+                   f"in {run.duration:.1f} s{report.cpu_text(run)}"
+                   + "".join("\n  " + f for f in run.unprinted_figures))
     written = report.write_tour_report(out, runs, fast=fast, html=html)
     for path in written:
         print(f"report: {path}")

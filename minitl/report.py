@@ -156,6 +156,8 @@ class LessonRun:
     # "file:line: figure" for each figure its prose quotes that the run did not print
     # (minitl.lesson_runner.unproduced_figures): such a lesson fails too
     unprinted_figures: list = field(default_factory=list)
+    cpu_seconds: float | None = None   # user + system CPU time of the lesson's process
+
 
     @property
     def ok(self) -> bool:
@@ -183,11 +185,28 @@ def _heading(run: LessonRun) -> str:
     return run.title if run.title.lower().startswith("lesson") else f"Lesson {run.number}: {run.title}"
 
 
+def cpu_text(run: LessonRun) -> str:
+    """", CPU 8.3 s" when the run's CPU time is known, else ""."""
+    return "" if run.cpu_seconds is None else f", CPU {run.cpu_seconds:.1f} s"
+
+
 def outcome(run: LessonRun) -> str:
     """"pass", or why the lesson failed."""
     if run.returncode:
         return f"FAIL (exit {run.returncode})"
     return "FAIL (prose quotes figures the run did not print)" if run.unprinted_figures else "pass"
+
+
+def _overview_rows(runs: list) -> list:
+    """One row per lesson, then the totals: what the tour's time budget is judged by."""
+    def seconds(value):
+        return "-" if value is None else f"{value:.1f} s"
+
+    rows = [[r.number, _heading(r), outcome(r), seconds(r.duration), seconds(r.cpu_seconds)] for r in runs]
+    cpu = [r.cpu_seconds for r in runs]
+    rows.append(["", "all lessons", f"{sum(r.ok for r in runs)} of {len(runs)} passed",
+                 seconds(sum(r.duration for r in runs)), seconds(None if None in cpu else sum(cpu))])
+    return rows
 
 
 def tour_markdown(out: Path, runs: list, fast: bool) -> str:
@@ -196,8 +215,7 @@ def tour_markdown(out: Path, runs: list, fast: bool) -> str:
     lines = ["# minitl tour", "",
              f"{time.strftime('%Y-%m-%d %H:%M')} · {'fast mode' if fast else 'full data'} · "
              f"{len(runs)} lessons, {passed} passed, {len(runs) - passed} failed", "",
-             markdown_table([[r.number, _heading(r), outcome(r), f"{r.duration:.1f} s"] for r in runs],
-                            ["#", "lesson", "result", "time"]), ""]
+             markdown_table(_overview_rows(runs), ["#", "lesson", "result", "time", "CPU time"]), ""]
     for run in runs:
         lines += [f"## {_heading(run)}", "",
                   f"**{outcome(run)}** in {run.duration:.1f} s · log: `{_relative(run.log, out)}`", ""]
@@ -242,8 +260,7 @@ def tour_html(out: Path, runs: list, fast: bool) -> str:
              "</style></head><body><h1>minitl tour</h1>",
              f"<p>{esc(time.strftime('%Y-%m-%d %H:%M'))} · {'fast mode' if fast else 'full data'} · "
              f"{len(runs)} lessons, {passed} passed, {len(runs) - passed} failed</p>",
-             html_table([[r.number, _heading(r), outcome(r), f"{r.duration:.1f} s"] for r in runs],
-                        ["#", "lesson", "result", "time"])]
+             html_table(_overview_rows(runs), ["#", "lesson", "result", "time", "CPU time"])]
     for run in runs:
         css = "pass" if run.ok else "fail"
         parts.append(f"<h2>{esc(_heading(run))}</h2><p class='{css}'><b>{esc(outcome(run))}</b> "

@@ -201,6 +201,7 @@ def test_tour_reports_every_lesson_and_fails_when_one_fails(lesson_dir, tmp_path
     assert code == 1
     md = (out / "report.md").read_text()
     assert "2 lessons, 1 passed, 1 failed" in md
+    assert "| # | lesson | result | time | CPU time |" in md and "|  | all lessons | 1 of 2 passed |" in md
     assert "## Lesson 1: a demo lesson" in md and "**pass** in" in md
     assert "**Squares**\n\n| i | i squared |\n| --- | --- |\n| 0 | 0 |" in md
     assert "![i squared against i](demo/squares.png)" in md and (out / "demo/squares.png").is_file()
@@ -216,7 +217,7 @@ def test_tour_of_passing_lessons_exits_zero(tmp_path):
     result = cli("tour", "--fast", "--out", str(tmp_path / "tour"),
                  env={"MINITL_LESSONS": str(FIXTURES)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "lesson 01 demo: pass" in result.stdout
+    assert "lesson 01 demo: pass in" in result.stdout and ", CPU " in result.stdout
     records = report.read_records(tmp_path / "tour" / "records" / "lesson_01.jsonl")
     assert [r["kind"] for r in records] == ["table", "metric", "figure", "note"]
     assert all(r["lesson"] == "demo" for r in records)
