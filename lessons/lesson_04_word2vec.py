@@ -180,7 +180,7 @@ report.metric("word2vec_king_man_woman", results.get("king_man_woman"))
 # on the center alone, a center word with m context words computes it once, not m times.
 # Does the different noise cost quality? Below, CBOW and the two skip-gram estimators, with the
 # same settings, corpus, seed and number of epochs, judged by the same benchmarks (one run of
-# each, n=1: a difference of a few hundredths is within what another seed would change).
+# each, n=1: no error bars, so a small difference may be no more than another seed's).
 
 # %%
 shared = Word2Vec(**settings, shared_negatives=True)
