@@ -105,7 +105,8 @@ class PeftModel(nn.Module):
         if targets is None:
             raise ValueError(f"{type(config).__name__}: give target_modules (names, suffixes or a regex); the "
                              f"model's modules are: {', '.join(n for n, _ in self.model.named_modules() if n)}")
-        for name in find_targets(self.model, targets):
+        # the deepest first: wrapping a parent moves its children under `base_layer`
+        for name in sorted(find_targets(self.model, targets), key=lambda n: -n.count(".")):
             module = self.model.get_submodule(name)
             if isinstance(module, layer_type):
                 module.update_layer(adapter_name, config)
@@ -212,7 +213,8 @@ class PeftModel(nn.Module):
     def _unload(self, keep_saved=True):
         model = self.model
         wrapper_types = (TunerLayer, ModulesToSaveWrapper, PromptedEncoder, PrefixAttention)
-        for name, module in [(n, m) for n, m in model.named_modules() if isinstance(m, wrapper_types)]:
+        wrappers = [(n, m) for n, m in model.named_modules() if isinstance(m, wrapper_types)]
+        for name, module in sorted(wrappers, key=lambda item: -item[0].count(".")):  # the deepest first
             if isinstance(module, ModulesToSaveWrapper):
                 replacement = module.active_module() if keep_saved else module.original_module
             else:
