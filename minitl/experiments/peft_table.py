@@ -187,46 +187,29 @@ def text_encoder(vocab_size, max_len):
     return encode
 
 
-def _vit_loader():
-    """`load_pretrained_vit` from wherever the ViT's pretraining lives."""
-    import importlib
-
-    for module in ("minitl.models.pretraining", "minitl.models.vit_pretraining", "minitl.models.vit"):
-        try:
-            loader = getattr(importlib.import_module(module), "load_pretrained_vit", None)
-        except ImportError:
-            continue
-        if loader is not None:
-            return loader
-    raise ImportError("no load_pretrained_vit in this checkout (minitl.models.pretraining or .vit_pretraining): "
-                      "the ViT's pretraining (issue 12) is not merged yet")
-
-
 def vision_task(fast=False, progress=True):
-    """The pretrained ViT with a new 5-way head, and the Fashion-MNIST target classes."""
-    from ..pretrained import TARGET_CLASSES, task
+    """The pretrained ViT (`minitl pretrain vit`) with a new 5-way head, and the Fashion-MNIST
+    target classes."""
+    from ..pretrained import SOURCE_CLASSES, TARGET_CLASSES, task
+    try:
+        from ..pretrained_vit import build_vit, load_pretrained_vit
+    except ImportError as exc:
+        raise ImportError("the PEFT table's ViT rows need the pretrained ViT (minitl.pretrained_vit, issue 12), "
+                          f"which this checkout lacks: {exc}") from exc
 
-    vit = _vit_loader()(fast=fast, progress=progress)
-    state = {k: v for k, v in vit.state_dict().items()}
+    state = load_pretrained_vit(fast=fast, progress=progress)
     x, y = task(TARGET_CLASSES, "train")
     x_test, y_test = task(TARGET_CLASSES, "test")
-    test = FAST_TEST if fast else MAX_TEST
-    rng = np.random.default_rng(0)
-    keep = rng.permutation(len(y_test))[:test]
+    keep = np.random.default_rng(0).permutation(len(y_test))[:FAST_TEST if fast else MAX_TEST]
 
     def make_model():
-        model = type(vit)(**getattr(vit, "config", {})) if hasattr(vit, "config") else _copy(vit)
-        model.load_state_dict(state)
+        model = build_vit(state["config"], len(SOURCE_CLASSES))
+        model.load_state_dict(state["weights"])
         model.head = nn.Linear(model.head.in_features, len(TARGET_CLASSES))
         return model
 
     return Task("ViT / Fashion-MNIST targets", make_model, "head", x, y, x_test[keep], y_test[keep],
                 len(TARGET_CLASSES))
-
-
-def _copy(model):
-    import copy
-    return copy.deepcopy(model)
 
 
 TASKS = {"bert": text_task, "vit": vision_task}
