@@ -93,12 +93,15 @@ def adapt(model, method, head):
 
 
 def sample_labels(y, n_labels, seed):
-    """A class-balanced random subset of n_labels indices (seeded)."""
+    """A random subset of n_labels indices (seeded), stratified: each class in proportion to its
+    share of y (at least one example), so the labelled set keeps the task's class balance."""
     rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    per_class = [n_labels // len(classes) + (k < n_labels % len(classes)) for k in range(len(classes))]
-    picks = [rng.choice(np.flatnonzero(y == c), size=min(m, int((y == c).sum())), replace=False)
-             for c, m in zip(classes, per_class)]
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.maximum(1, np.floor(n_labels * counts / counts.sum()).astype(int))
+    for c in np.argsort(-(n_labels * counts / counts.sum() - quota))[:max(0, n_labels - quota.sum())]:
+        quota[c] += 1  # the largest remainders take what rounding down left over
+    picks = [rng.choice(np.flatnonzero(y == c), size=min(int(m), int(k)), replace=False)
+             for c, m, k in zip(classes, quota, counts)]
     return rng.permutation(np.concatenate(picks))
 
 
