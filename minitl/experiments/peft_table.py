@@ -50,6 +50,7 @@ BATCH_SIZE = 16
 MAX_TEST = 1000      # test examples per task (fast: FAST_TEST)
 FAST_TEST = 200
 TEXT_TOKENS = 48     # a definition's first 48 subword tokens (with [CLS] and [SEP])
+POOL = 10_000        # the text task's labelled pool that the 100 or 1,000 labels are drawn from
 # learning rates: the usual orders of magnitude for each method (not tuned on these tasks)
 LEARNING_RATES = {"full_ft": 3e-4, "linear_probe": 1e-2, "lora_r4": 2e-3, "lora_r8": 2e-3, "adapters": 2e-3,
                   "prompt": 2e-2, "prefix": 5e-3}
@@ -170,7 +171,8 @@ def text_task(fast=False, progress=True):
     from ..models.text_transformer import TextClassifier
 
     bert = load_pretrained_bert(fast=fast, progress=progress)
-    data = gcide_pos(fast=fast)
+    # the labelled pool: a stratified random POOL examples (tokenising all 93,000 would take longer)
+    data = gcide_pos(fast=fast, n_train=None if fast else POOL)
     encode = text_encoder(bert.config["vocab_size"], min(TEXT_TOKENS, bert.max_len))
     state = bert.state_dict()
     config = {k: v for k, v in bert.config.items()}
