@@ -59,6 +59,20 @@ for d, k in ((128, 128), (128, 512), (768, 768), (4096, 4096)):
         rows.append((f"{d} x {k}", r, d * k, r * (d + k), f"{100 * r * (d + k) / (d * k):.2f}%"))
 report.table(rows, ["W (d x k)", "r", "d k (full)", "r (d + k) (LoRA)", "LoRA / full"],
              title="Parameters of one weight matrix and of its LoRA update")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(5.5, 3.8))
+ranks = np.array([1, 2, 4, 8, 16, 32, 64, 128])
+for d in (128, 768, 4096):
+    ax.plot(ranks, ranks * 2 * d / (d * d), marker="o", label=f"d = k = {d}")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.axhline(1.0, color="grey", lw=0.8)
+ax.set_xlabel("rank r")
+ax.set_ylabel("LoRA parameters / d k")
+ax.set_title("r (d + k) against d k: the update is cheap while r << min(d, k)")
+ax.legend()
+report.figure(fig, "lora_parameters", "the fraction of a d x k matrix that LoRA trains, by rank")
 rng = np.random.default_rng(0)
 B, A = rng.standard_normal((128, 8)), rng.standard_normal((8, 128))
 print(f"rank of B A for r = 8 and d = k = 128: {np.linalg.matrix_rank(B @ A)}")
