@@ -119,7 +119,8 @@ class MultiheadAttention(LoraLayer):
     """LoRA on the query, key and value projections of an nn.MultiheadAttention, the matrices
     the LoRA paper adapts: [W_q; W_k; W_v] (3E x E) + (alpha / r) B A, A (r, E), B (3E, r).
     The output projection is a Linear of its own (`out_proj`), targeted by that name. As PEFT
-    does, forward builds the merged 3E x E weight and runs the attention with it."""
+    does, forward builds the merged 3E x E weight and runs the attention with it (so
+    lora_dropout, which acts on the input of A, does not apply here)."""
 
     def __init__(self, base_layer, adapter_name, config):
         if not base_layer._qkv_same_embed_dim:
