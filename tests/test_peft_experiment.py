@@ -109,6 +109,7 @@ def test_multi_task_serving_switches_adapters_per_batch_on_one_frozen_backbone()
     tasks = {"first": (a.x, a.y, a.x_test, a.y_test, 3), "second": (x2[:200], y2[:200], x2[200:], y2[200:], 2)}
     results = peft_table.serve_two_tasks(backbone, tasks, r=4, steps=150, progress=False)
     assert set(results) == {"first", "second"}
+    assert results["first"]["adapter_switches"] == 2  # one test batch of each task, served in turn
     for name, r in results.items():
         assert 0.0 <= r["accuracy"] <= 1.0
         # the adapter (2 layers x 4 x (16 + 48) numbers) and the head, in float32

@@ -332,43 +332,49 @@ def serve_two_tasks(backbone, tasks, r=8, steps=150, seed=0, progress=True):
     model = peft.get_peft_model(backbone, config, adapter_name=names[0])
     for name in names[1:]:
         model.add_adapter(name, config)
-    heads = nn.ModuleDict({name: nn.Linear(backbone.config["d_model"], tasks[name][4]) for name in names})
-
-    def logits(name, ids):
-        model.set_adapter(name)
-        return heads[name](model.encode(tensor(ids), pooling="mean")[1])
-
+    heads = {name: nn.Linear(backbone.config["d_model"], tasks[name][4]) for name in names}
+    served = {name: ServedTask(model, heads[name], name) for name in names}
     optimizers = {}
     for name in names:
-        model.set_adapter(name)
+        model.set_adapter(name)  # its LoRA matrices are now the trainable ones
         trainable = [p for p in model.parameters() if p.requires_grad] + list(heads[name].parameters())
-        optimizers[name] = optim.AdamW(trainable, lr=2e-3, weight_decay=0.01)
+        optimizers[name] = optim.AdamW(trainable, lr=LEARNING_RATES["lora_r8"], weight_decay=0.01)
     rng = np.random.default_rng(seed)
     from tqdm.auto import tqdm
-    for step in tqdm(range(steps), desc="multi-task LoRA", disable=not progress):
+    for _ in tqdm(range(steps), desc="multi-task LoRA", disable=not progress):
         for name in names:  # one batch of each task per step: the adapter switches every batch
             x, y = tasks[name][0], tasks[name][1]
             batch = rng.choice(len(y), size=min(BATCH_SIZE, len(y)), replace=False)
-            model.set_adapter(name)
-            out = logits(name, x[batch])
-            loss = cross_entropy(out, tensor(y[batch]))
-            optimizers[name].zero_grad()
-            loss.backward()
-            optimizers[name].step()
+            train_step(served[name], optimizers[name], cross_entropy, tensor(x[batch]), tensor(y[batch]))
+    correct, switches = dict.fromkeys(names, 0), 0
     model.eval()
+    with no_grad():  # the test stream alternates the tasks batch by batch; the adapter follows
+        for at in range(0, max(len(tasks[name][3]) for name in names), 128):
+            for name in names:
+                x_test, y_test = tasks[name][2][at:at + 128], tasks[name][3][at:at + 128]
+                if len(y_test):
+                    switches += model.active_adapter != name
+                    correct[name] += int((served[name](tensor(x_test)).data.argmax(-1) == y_test).sum())
     results = {}
-    with no_grad():
-        for name in names:
-            x_test, y_test = tasks[name][2], tasks[name][3]
-            correct = 0
-            for at in range(0, len(y_test), 128):  # batches of the two tasks served by one model
-                correct += int((logits(name, x_test[at:at + 128]).data.argmax(-1) == y_test[at:at + 128]).sum())
-            adapter = peft.get_peft_model_state_dict(model, name)
-            stored = sum(a.nbytes for a in adapter.values()) + sum(p.data.nbytes for p in heads[name].parameters())
-            results[name] = {"accuracy": correct / len(y_test), "stored_bytes": int(stored),
-                             "full_copy_bytes": int(full_copy_bytes + sum(p.data.nbytes for p in heads[name].parameters())),
-                             "test_examples": int(len(y_test))}
+    for name in names:
+        adapter = peft.get_peft_model_state_dict(model, name)
+        head_bytes = sum(p.data.nbytes for p in heads[name].parameters())
+        results[name] = {"accuracy": correct[name] / len(tasks[name][3]), "adapter_switches": switches,
+                         "stored_bytes": int(sum(a.nbytes for a in adapter.values()) + head_bytes),
+                         "full_copy_bytes": int(full_copy_bytes + head_bytes), "test_examples": int(len(y_test))}
     return results
+
+
+class ServedTask(nn.Module):
+    """One task served by the shared model: switch to the task's adapter, encode, its head."""
+
+    def __init__(self, peft_model, head, adapter_name):
+        super().__init__()
+        self.peft_model, self.head, self.adapter_name = peft_model, head, adapter_name
+
+    def forward(self, ids):
+        self.peft_model.set_adapter(self.adapter_name)
+        return self.head(self.peft_model.encode(ids, pooling="mean")[1])
 
 
 def multitask_data(tokenizer_vocab, max_len, fast=False, n_train=2000):
