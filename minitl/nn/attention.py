@@ -88,7 +88,10 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False):
+                average_attn_weights=True, is_causal=False, prefix_key_value=None):
+        """prefix_key_value (not in PyTorch; prefix tuning's hook): None, or (P_k, P_v), each
+        (P, E) or (N, P, E), keys and values already projected that every query may attend to,
+        put in front of the projected keys and values of `key` and `value`."""
         batched = self._check_inputs(query, key, value)
         if not batched:  # (L, E): a batch of one
             query, key, value = (t.unsqueeze(0) for t in (query, key, value))
@@ -100,6 +103,8 @@ class MultiheadAttention(Module):
         mask = self._additive_mask(attn_mask, key_padding_mask, is_causal, batch, length, source, query)
 
         q, k, v = self.in_projection(query, key, value)
+        if prefix_key_value is not None:
+            k, v, mask = self._with_prefix(prefix_key_value, k, v, mask)
         heads = [split_heads(t, self.num_heads) for t in (q, k, v)]  # (N, H, L or S, d)
         out, weights = attention(*heads, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
                                  need_weights=need_weights)
@@ -126,6 +131,29 @@ class MultiheadAttention(Module):
         if self.in_proj_bias is not None:
             b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         return ops.linear(query, w_q, b_q), ops.linear(key, w_k, b_k), ops.linear(value, w_v, b_v)
+
+    def _with_prefix(self, prefix_key_value, k, v, mask):
+        """Prefix tuning: k = [P_k; k], v = [P_v; v] along the sequence, and the mask widened by
+        P columns of 0 on the left (no query is kept from the prefix, not even a causal one)."""
+        if not (isinstance(prefix_key_value, (tuple, list)) and len(prefix_key_value) == 2):
+            raise TypeError("MultiheadAttention: prefix_key_value must be a pair (prefix keys, prefix values)")
+        batch = k.shape[0]
+        prefixes = []
+        for name, p in zip(("keys", "values"), prefix_key_value):
+            if not isinstance(p, Tensor) or p.ndim not in (2, 3) or p.shape[-1] != self.embed_dim or (
+                    p.ndim == 3 and p.shape[0] != batch):
+                raise ValueError(f"MultiheadAttention: prefix {name} must be a Tensor (P, {self.embed_dim}) or "
+                                 f"(N={batch}, P, {self.embed_dim}), got "
+                                 f"{tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__}")
+            prefixes.append(p.expand(batch, *p.shape) if p.ndim == 2 else p)
+        prefix_k, prefix_v = prefixes
+        if prefix_k.shape[1] != prefix_v.shape[1]:
+            raise ValueError(f"MultiheadAttention: {prefix_k.shape[1]} prefix keys but {prefix_v.shape[1]} prefix values")
+        k, v = ops.cat([prefix_k.to(k.dtype), k], dim=1), ops.cat([prefix_v.to(v.dtype), v], dim=1)
+        if mask is not None:
+            zeros = Tensor._wrap(xp_of(mask.data).zeros((*mask.shape[:-1], prefix_k.shape[1]), dtype=mask.dtype))
+            mask = ops.cat([zeros, mask], dim=mask.ndim - 1)
+        return k, v, mask
 
     def _check_inputs(self, query, key, value):
         """True for batched inputs (3-D), False for unbatched (2-D); a clear error otherwise."""

@@ -1,0 +1,427 @@
+"""The chapter's PEFT table: `minitl experiment peft [--fast] [--json PATH]`.
+
+Every method adapts the same pretrained model to a target task with few labels (100 and 1,000,
+three seeds), and the table puts what each costs beside what it gains:
+
+    method | labels | params trained (count, %) | accuracy (mean ± std) | memory | s/epoch
+
+* the pretrained mini-BERT (`minitl pretrain bert`) on GCIDE's part of speech (`gcide_pos`);
+* the pretrained ViT on the Fashion-MNIST target classes {2, 3, 4, 6, 9}.
+
+Methods: full fine-tuning, linear probing (head only), LoRA r = 4 and r = 8 on the attention's
+[W_q; W_k; W_v], Houlsby adapters, prompt tuning and prefix tuning (with its MLP). Every PEFT
+method trains a new head too (`modules_to_save`). Memory is (1) the bytes of the trainable
+parameters, their gradients and Adam's two moments (4 x the trainable bytes in float32), and
+(2) the peak of the numbers allocated during one training step, measured with tracemalloc
+(NumPy reports its arrays to it), above what was allocated before the step.
+
+`serve_two_tasks` is the chapter's multi-task serving: one frozen mini-BERT, one LoRA adapter
+and one head per task (part of speech, subject), switched per batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import cpu_runtime, nn, optim, peft
+from ..ops import cross_entropy
+from ..random import manual_seed
+from ..tensor import no_grad, tensor
+from ..training import train_step
+
+METHODS = ("full_ft", "linear_probe", "lora_r4", "lora_r8", "adapters", "prompt", "prefix")
+LABEL_COUNTS = (100, 1000)
+# The budget (25 minutes on two idle cores for the default run) sets these. One training step
+# of 16 examples cost, in CPU seconds (time.process_time, measured on the shared 2-core machine at
+# load 15, full-size models with random weights, 64 tokens): mini-BERT full fine-tuning 0.65,
+# LoRA 0.43, adapters 0.34, prompt 0.23, prefix 0.17, linear probe 0.07; ViT (width 64) 0.43,
+# 0.26, 0.14, 0.08, 0.07, 0.04; evaluation 3 ms (BERT) and 1 ms (ViT) an example. With 60 steps
+# at 100 labels, one pass at 1,000, 48 tokens and 1,000 test examples, the 84 runs add up to about
+# 1,250 CPU-seconds.
+STEPS = 60           # about this many optimizer steps per run, and at least MIN_EPOCHS passes
+MIN_EPOCHS = 1
+BATCH_SIZE = 16
+MAX_TEST = 1000      # test examples per task (fast: FAST_TEST)
+FAST_TEST = 200
+TEXT_TOKENS = 48     # a definition's first 48 subword tokens (with [CLS] and [SEP])
+POOL = 10_000        # the text task's labelled pool that the 100 or 1,000 labels are drawn from
+# Learning rates for about 60 steps: each method's usual order of magnitude, nudged by a check on
+# a validation split carved from the training pool of the --fast models (full fine-tuning 1e-3
+# beat 3e-4 there, 0.638 to 0.560 at 100 labels; LoRA r = 8 did better at 1e-2 than at 2e-3).
+# Not a tuned grid: the table compares the methods at one sensible setting each.
+LEARNING_RATES = {"full_ft": 1e-3, "linear_probe": 1e-2, "lora_r4": 5e-3, "lora_r8": 5e-3, "adapters": 5e-3,
+                  "prompt": 2e-2, "prefix": 5e-3}
+
+
+@dataclass
+class Task:
+    """A target task: `make_model()` gives a fresh copy of the pretrained model with a new head
+    (the attribute `head`), and the labelled pool (x, y) and test set."""
+    name: str
+    make_model: object
+    head: str
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def adapt(model, method, head):
+    """The model as `method` trains it: the same object, or a PeftModel around it."""
+    if method == "full_ft":
+        return model.requires_grad_(True)
+    if method == "linear_probe":
+        model.requires_grad_(False)
+        getattr(model, head).requires_grad_(True)
+        return model
+    if method.startswith("lora_r"):
+        r = int(method[len("lora_r"):])
+        config = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=["self_attn"], modules_to_save=[head])
+    elif method == "adapters":
+        config = peft.AdapterConfig(bottleneck_size=16, modules_to_save=[head])
+    elif method == "prompt":
+        config = peft.PromptTuningConfig(num_virtual_tokens=10, modules_to_save=[head])
+    elif method == "prefix":
+        config = peft.PrefixTuningConfig(num_virtual_tokens=10, prefix_projection=True, encoder_hidden_size=64,
+                                         modules_to_save=[head])
+    else:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return peft.get_peft_model(model, config)
+
+
+def sample_labels(y, n_labels, seed):
+    """A random subset of n_labels indices (seeded), stratified: each class in proportion to its
+    share of y (at least one example), so the labelled set keeps the task's class balance."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.maximum(1, np.floor(n_labels * counts / counts.sum()).astype(int))
+    for c in np.argsort(-(n_labels * counts / counts.sum() - quota))[:max(0, n_labels - quota.sum())]:
+        quota[c] += 1  # the largest remainders take what rounding down left over
+    picks = [rng.choice(np.flatnonzero(y == c), size=min(int(m), int(k)), replace=False)
+             for c, m, k in zip(classes, quota, counts)]
+    return rng.permutation(np.concatenate(picks))
+
+
+def accuracy(model, x, y, batch_size=128):
+    model.eval()
+    correct = 0
+    with no_grad():
+        for start in range(0, len(y), batch_size):
+            logits = model(tensor(x[start:start + batch_size]))
+            correct += int((logits.data.argmax(-1) == y[start:start + batch_size]).sum())
+    return correct / len(y)
+
+
+def training_bytes(model):
+    """Bytes of the trainable parameters, their gradients and Adam's two moments."""
+    return 4 * sum(p.data.nbytes for p in model.parameters() if p.requires_grad)
+
+
+def run_one(task, method, n_labels, seed, fast=False):
+    """Train `method` on n_labels examples of `task`; returns its JSON row."""
+    manual_seed(seed)
+    picks = sample_labels(task.y, n_labels, seed)
+    x, y = task.x[picks], task.y[picks]
+    model = adapt(task.make_model(), method, task.head)
+    trainable, total = peft.count_trainable_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = optim.AdamW(params, lr=LEARNING_RATES[method], weight_decay=0.01)
+    epochs = max(MIN_EPOCHS, round(STEPS * BATCH_SIZE / len(y)))
+    epochs = min(epochs, 3) if fast else epochs
+    rng = np.random.default_rng(seed)
+    seconds = []
+    for _ in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        order = rng.permutation(len(y))
+        for at in range(0, len(y), BATCH_SIZE):
+            batch = order[at:at + BATCH_SIZE]
+            train_step(model, optimizer, cross_entropy, tensor(x[batch]), tensor(y[batch]))
+        seconds.append(time.perf_counter() - start)
+    acc = accuracy(model, task.x_test, task.y_test)
+    peak = measured_step_peak(model, optimizer, x[:BATCH_SIZE], y[:BATCH_SIZE])
+    return {"task": task.name, "method": method, "n_labels": int(len(y)), "seed": seed, "epochs": epochs,
+            "trainable_params": int(trainable), "total_params": int(total),
+            "trainable_percent": 100.0 * trainable / total, "accuracy": acc,
+            "training_state_bytes": int(training_bytes(model)), "peak_step_bytes": int(peak),
+            "seconds_per_epoch": float(np.mean(seconds))}
+
+
+def measured_step_peak(model, optimizer, x, y):
+    """The peak bytes allocated during one training step (tracemalloc, above the start)."""
+    model.train()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        train_step(model, optimizer, cross_entropy, tensor(x), tensor(y))
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+# --- the two tasks --------------------------------------------------------------------------------
+def text_task(fast=False, progress=True):
+    """The pretrained mini-BERT with a new 4-way head, and gcide_pos encoded by its tokenizer."""
+    from ..data.text import gcide_pos
+    from ..models.pretraining import load_pretrained_bert
+    from ..models.text_transformer import TextClassifier
+
+    bert = load_pretrained_bert(fast=fast, progress=progress)
+    # the labelled pool: a stratified random POOL examples (tokenising all 93,000 would take longer)
+    data = gcide_pos(fast=fast, n_train=None if fast else POOL)
+    encode = text_encoder(bert.config["vocab_size"], min(TEXT_TOKENS, bert.max_len))
+    state = bert.state_dict()
+    config = {k: v for k, v in bert.config.items()}
+
+    def make_model():
+        backbone = type(bert)(**config)
+        backbone.load_state_dict(state)
+        return TextClassifier(backbone, len(data.classes), pooling="mean")
+
+    test = min(len(data.test), FAST_TEST if fast else MAX_TEST)
+    return Task("mini-BERT / gcide_pos", make_model, "classifier", encode(data.train.texts), data.train.labels,
+                encode(data.test.texts[:test]), data.test.labels[:test], len(data.classes))
+
+
+def text_encoder(vocab_size, max_len):
+    """texts (lists of words) -> (N, max_len) int64 ids: [CLS] ... [SEP], [PAD] = 0 after."""
+    from ..data.text import gcide_tokenizer
+
+    tokenizer = gcide_tokenizer(vocab_size)
+
+    def encode(texts):
+        return np.asarray(tokenizer(list(texts), max_length=max_len, padding="max_length")["input_ids"],
+                          dtype=np.int64)
+
+    return encode
+
+
+def vision_task(fast=False, progress=True):
+    """The pretrained ViT (`minitl pretrain vit`) with a new 5-way head, and the Fashion-MNIST
+    target classes."""
+    from ..pretrained import SOURCE_CLASSES, TARGET_CLASSES, task
+    try:
+        from ..pretrained_vit import build_vit, load_pretrained_vit
+    except ImportError as exc:
+        raise ImportError("the PEFT table's ViT rows need the pretrained ViT (minitl.pretrained_vit, issue 12), "
+                          f"which this checkout lacks: {exc}") from exc
+
+    state = load_pretrained_vit(fast=fast, progress=progress)
+    x, y = task(TARGET_CLASSES, "train")
+    x_test, y_test = task(TARGET_CLASSES, "test")
+    keep = np.random.default_rng(0).permutation(len(y_test))[:FAST_TEST if fast else MAX_TEST]
+
+    def make_model():
+        model = build_vit(state["config"], len(SOURCE_CLASSES))
+        model.load_state_dict(state["weights"])
+        model.head = nn.Linear(model.head.in_features, len(TARGET_CLASSES))
+        return model
+
+    return Task("ViT / Fashion-MNIST targets", make_model, "head", x, y, x_test[keep], y_test[keep],
+                len(TARGET_CLASSES))
+
+
+TASKS = {"bert": text_task, "vit": vision_task}
+
+
+# --- the table ------------------------------------------------------------------------------------
+def run(tasks=("bert", "vit"), label_counts=LABEL_COUNTS, seeds=3, methods=METHODS, fast=False, json_path=None,
+        progress=True):
+    """Every method at every label count and seed, on each task (names of TASKS or Task
+    objects); returns the rows (written to json_path after each run as well)."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for entry in tasks:
+        task = TASKS[entry](fast=fast, progress=progress) if isinstance(entry, str) else entry
+        jobs = [(n, s, m) for s in range(seeds) for n in label_counts for m in methods]
+        bar = tqdm(jobs, desc=f"peft table: {task.name}", disable=not progress)
+        for n, seed, method in bar:
+            bar.set_postfix(n=n, seed=seed, method=method)
+            rows.append(run_one(task, method, n, seed, fast))
+            if json_path:
+                Path(json_path).write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def summarize(rows):
+    """One line per task, label count and method: mean and std over the seeds."""
+    table = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for n in sorted({r["n_labels"] for r in rows if r["task"] == task}):
+            for method in METHODS:
+                group = [r for r in rows if r["task"] == task and r["n_labels"] == n and r["method"] == method]
+                if not group:
+                    continue
+                acc = np.array([r["accuracy"] for r in group])
+                first = group[0]
+                table.append({"task": task, "labels": n, "method": method, "mean": float(acc.mean()),
+                              "std": float(acc.std()), "runs": len(group),
+                              "trainable_params": first["trainable_params"],
+                              "trainable_percent": first["trainable_percent"],
+                              "training_state_bytes": first["training_state_bytes"],
+                              "peak_step_bytes": int(np.max([r["peak_step_bytes"] for r in group])),
+                              "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in group]))})
+    return table
+
+
+def format_table(summary):
+    lines = ["| task | labels | method | params trained | % | accuracy (mean ± std) | params+grads+Adam | "
+             "peak of a step | s/epoch |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for t in summary:
+        lines.append(f"| {t['task']} | {t['labels']:,} | {t['method']} | {t['trainable_params']:,} | "
+                     f"{t['trainable_percent']:.2f} | {t['mean']:.3f} ± {t['std']:.3f} (n={t['runs']}) | "
+                     f"{_bytes(t['training_state_bytes'])} | {_bytes(t['peak_step_bytes'])} | "
+                     f"{t['seconds_per_epoch']:.2f} |")
+    return "\n".join(lines)
+
+
+def _bytes(n):
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def plot(summary, path=None):
+    """Accuracy against trainable parameters (log axis), one panel per task, a marker per method,
+    filled at the largest label count."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(t["task"] for t in summary))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    markers = dict(zip(METHODS, "osvD^<>"))
+    for ax, task in zip(axes[0], tasks):
+        counts = sorted({t["labels"] for t in summary if t["task"] == task})
+        for t in (t for t in summary if t["task"] == task):
+            filled = t["labels"] == counts[-1]
+            ax.errorbar(t["trainable_params"], t["mean"], yerr=t["std"], marker=markers[t["method"]],
+                        color=f"C{METHODS.index(t['method'])}", mfc=None if filled else "none", capsize=3,
+                        label=f"{t['method']} ({t['labels']:,})")
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+# --- multi-task serving ---------------------------------------------------------------------------
+def serve_two_tasks(backbone, tasks, r=8, steps=150, seed=0, progress=True):
+    """One frozen backbone, one LoRA adapter and one head per task, switched per batch.
+
+    backbone: a text model with `encode(ids, pooling=...)` (the mini-BERT); tasks: {name: (x,
+    y, x_test, y_test, num_classes)}. Trains each task's adapter and head in turn (interleaved
+    batches), then serves a mixed stream of test batches, switching the adapter by task.
+    Returns per task: accuracy, bytes stored (adapter + head) and a full fine-tuned copy's bytes."""
+    manual_seed(seed)
+    full_copy_bytes = sum(p.data.nbytes for p in backbone.parameters())
+    names = list(tasks)
+    config = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=["self_attn"])
+    model = peft.get_peft_model(backbone, config, adapter_name=names[0])
+    for name in names[1:]:
+        model.add_adapter(name, config)
+    heads = {name: nn.Linear(backbone.config["d_model"], tasks[name][4]) for name in names}
+    served = {name: ServedTask(model, heads[name], name) for name in names}
+    optimizers = {}
+    for name in names:
+        model.set_adapter(name)  # its LoRA matrices are now the trainable ones
+        trainable = [p for p in model.parameters() if p.requires_grad] + list(heads[name].parameters())
+        optimizers[name] = optim.AdamW(trainable, lr=LEARNING_RATES["lora_r8"], weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    from tqdm.auto import tqdm
+    for _ in tqdm(range(steps), desc="multi-task LoRA", disable=not progress):
+        for name in names:  # one batch of each task per step: the adapter switches every batch
+            x, y = tasks[name][0], tasks[name][1]
+            batch = rng.choice(len(y), size=min(BATCH_SIZE, len(y)), replace=False)
+            train_step(served[name], optimizers[name], cross_entropy, tensor(x[batch]), tensor(y[batch]))
+    correct, switches = dict.fromkeys(names, 0), 0
+    model.eval()
+    with no_grad():  # the test stream alternates the tasks batch by batch; the adapter follows
+        for at in range(0, max(len(tasks[name][3]) for name in names), 128):
+            for name in names:
+                x_test, y_test = tasks[name][2][at:at + 128], tasks[name][3][at:at + 128]
+                if len(y_test):
+                    switches += model.active_adapter != name
+                    correct[name] += int((served[name](tensor(x_test)).data.argmax(-1) == y_test).sum())
+    results = {}
+    for name in names:
+        adapter = peft.get_peft_model_state_dict(model, name)
+        head_bytes = sum(p.data.nbytes for p in heads[name].parameters())
+        results[name] = {"accuracy": correct[name] / len(tasks[name][3]), "adapter_switches": switches,
+                         "stored_bytes": int(sum(a.nbytes for a in adapter.values()) + head_bytes),
+                         "full_copy_bytes": int(full_copy_bytes + head_bytes), "test_examples": int(len(y_test))}
+    return results
+
+
+class ServedTask(nn.Module):
+    """One task served by the shared model: switch to the task's adapter, encode, its head."""
+
+    def __init__(self, peft_model, head, adapter_name):
+        super().__init__()
+        self.peft_model, self.head, self.adapter_name = peft_model, head, adapter_name
+
+    def forward(self, ids):
+        self.peft_model.set_adapter(self.adapter_name)
+        return self.head(self.peft_model.encode(ids, pooling="mean")[1])
+
+
+def multitask_data(tokenizer_vocab, max_len, fast=False, n_train=2000):
+    """gcide_pos and gcide_subjects encoded for the backbone: {name: (x, y, x_test, y_test, classes)}."""
+    from ..data.text import gcide_pos, gcide_subjects
+
+    encode = text_encoder(tokenizer_vocab, max_len)
+    test = FAST_TEST if fast else MAX_TEST
+    out = {}
+    for name, loader in (("pos", gcide_pos), ("subjects", gcide_subjects)):
+        data = loader(fast=fast)
+        picks = sample_labels(data.train.labels, min(n_train, len(data.train)), 0)
+        out[name] = (encode([data.train.texts[i] for i in picks]), data.train.labels[picks],
+                     encode(data.test.texts[:test]), data.test.labels[:test], len(data.classes))
+    return out
+
+
+def experiment_peft_main(argv=None):
+    """`minitl experiment peft`: run the table, print it, save the figure (and JSON rows)."""
+    parser = argparse.ArgumentParser(prog="minitl experiment peft",
+                                     description="Full fine-tuning, linear probing, LoRA, adapters, prompt and prefix "
+                                                 "tuning on the mini-BERT and the ViT.")
+    parser.add_argument("--tasks", default="bert,vit", help="comma-separated: bert, vit")
+    parser.add_argument("--labels", default=None, help="comma-separated label counts (default 100,1000; --fast 100)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3; --fast 1)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", default=None, help="write the rows here as JSON")
+    parser.add_argument("--figure", default="minitl_output/peft/peft_table.png")
+    parser.add_argument("--fast", action="store_true", help="tiny pretrained models, 2 epochs, 200 test examples")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    cpu_runtime.tune()
+    tasks = [t for t in args.tasks.split(",") if t]
+    for t in tasks:
+        if t not in TASKS:
+            parser.error(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        if m not in METHODS:
+            parser.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    labels = [int(n) for n in (args.labels or ("100" if args.fast else "100,1000")).split(",")]
+    seeds = args.seeds if args.seeds is not None else (1 if args.fast else 3)
+    start, cpu = time.perf_counter(), time.process_time()
+    rows = run(tasks, labels, seeds, methods, args.fast, args.json, not args.no_progress)
+    summary = summarize(rows)
+    print(format_table(summary))
+    plot(summary, args.figure)
+    print(f"figure: {args.figure}")
+    print(f"wall {time.perf_counter() - start:.0f} s, CPU {time.process_time() - cpu:.0f} s")
+    return rows

@@ -1,0 +1,122 @@
+"""`minitl experiment peft` (issue 13) on tiny tasks made here: every method runs and reports
+its numbers, the counts are the models' own, the base stays frozen, multi-task serving switches
+adapters per batch. The real tasks (the pretrained mini-BERT and ViT) run in the lesson and CI."""
+import json
+
+import numpy as np
+import pytest
+
+import minitl as tl
+from minitl import nn
+from minitl.experiments import peft_table
+
+
+class TinyText(nn.Module):
+    """A token classifier shaped like the chapter's: embeddings, a Transformer encoder, a head."""
+
+    def __init__(self, vocab=12, width=16, classes=3):
+        super().__init__()
+        self.config = {"d_model": width}
+        self.embed = nn.Embedding(vocab, width)
+        layer = nn.TransformerEncoderLayer(width, 2, 32, dropout=0.0, batch_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, 2)
+        self.classifier = nn.Linear(width, classes)
+
+    def encode(self, ids, pooling="mean"):
+        hidden = self.encoder(self.embed(ids))
+        return hidden, hidden.mean(1)
+
+    def forward(self, ids):
+        return self.classifier(self.encode(ids)[1])
+
+
+def tiny_task(seed=0, n=240):
+    """Which of three marker tokens a sequence holds: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    x = rng.integers(3, 12, size=(n, 6))
+    x[np.arange(n), rng.integers(0, 6, size=n)] = y
+    tl.manual_seed(1)
+    state = TinyText().state_dict()
+
+    def make_model():
+        model = TinyText()
+        model.load_state_dict(state)
+        return model
+
+    return peft_table.Task("tiny", make_model, "classifier", x[:200], y[:200], x[200:], y[200:], 3)
+
+
+def test_every_method_runs_and_reports_the_tables_columns(tmp_path):
+    task = tiny_task()
+    rows = peft_table.run([task], label_counts=(30,), seeds=1, fast=True, json_path=tmp_path / "rows.json",
+                          progress=False)
+    assert [r["method"] for r in rows] == list(peft_table.METHODS)
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows
+    by = {r["method"]: r for r in rows}
+    total = sum(p.numel() for p in TinyText().parameters())
+    assert by["full_ft"]["trainable_params"] == by["full_ft"]["total_params"] == total
+    assert by["linear_probe"]["trainable_params"] == 16 * 3 + 3
+    # LoRA on [W_q; W_k; W_v] of two layers, r (16 + 48) each, plus the head's trained copy
+    assert by["lora_r4"]["trainable_params"] == 2 * 4 * (16 + 48) + 51
+    assert by["lora_r8"]["trainable_params"] == 2 * 8 * (16 + 48) + 51
+    assert by["prompt"]["trainable_params"] == 10 * 16 + 51
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["n_labels"] == 30
+        assert r["training_state_bytes"] == 4 * 4 * r["trainable_params"]  # float32 x (param, grad, m, v)
+        assert r["peak_step_bytes"] > 0 and r["seconds_per_epoch"] > 0
+        assert 0 < r["trainable_percent"] <= 100
+    summary = peft_table.summarize(rows)
+    table = peft_table.format_table(summary)
+    assert "| tiny | 30 | lora_r8 |" in table and "± 0.000 (n=1)" in table
+    fig = peft_table.plot(summary, tmp_path / "peft.png")
+    assert (tmp_path / "peft.png").stat().st_size > 0 and fig.axes[0].get_xscale() == "log"
+
+
+def test_the_pretrained_weights_are_not_changed_by_the_peft_methods():
+    task = tiny_task()
+    before = task.make_model().state_dict()
+    model = peft_table.adapt(task.make_model(), "lora_r4", "classifier")
+    optimizer = tl.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(3):
+        tl.training.train_step(model, optimizer, tl.ops.cross_entropy, tl.tensor(task.x[:16]), tl.tensor(task.y[:16]))
+    base = model.unload().state_dict()
+    for k, v in before.items():
+        np.testing.assert_array_equal(base[k], v, err_msg=k)
+
+
+def test_lora_learns_the_tiny_task():
+    rows = peft_table.run([tiny_task()], label_counts=(200,), seeds=1, methods=("lora_r8",), progress=False)
+    assert rows[0]["accuracy"] > 0.6  # chance is 1/3
+
+
+def test_unknown_method_is_an_error():
+    with pytest.raises(ValueError, match="unknown method 'lora'"):
+        peft_table.adapt(TinyText(), "lora", "classifier")
+
+
+def test_multi_task_serving_switches_adapters_per_batch_on_one_frozen_backbone():
+    tl.manual_seed(0)
+    backbone = TinyText()
+    frozen = {k: v for k, v in backbone.state_dict().items() if not k.startswith("classifier")}
+    rng = np.random.default_rng(0)
+    a = tiny_task(0)
+    # the second task: the marker's position (first half or second half), another label set
+    x2 = rng.integers(3, 12, size=(240, 6))
+    where = rng.integers(0, 6, size=240)
+    x2[np.arange(240), where] = 0
+    y2 = (where >= 3).astype(np.int64)
+    tasks = {"first": (a.x, a.y, a.x_test, a.y_test, 3), "second": (x2[:200], y2[:200], x2[200:], y2[200:], 2)}
+    results = peft_table.serve_two_tasks(backbone, tasks, r=4, steps=150, progress=False)
+    assert set(results) == {"first", "second"}
+    assert results["first"]["adapter_switches"] == 2  # one test batch of each task, served in turn
+    for name, r in results.items():
+        assert 0.0 <= r["accuracy"] <= 1.0
+        # the adapter (2 layers x 4 x (16 + 48) numbers) and the head, in float32
+        head = 16 * tasks[name][4] + tasks[name][4]
+        assert r["stored_bytes"] == 4 * (2 * 4 * 64 + head)
+        assert r["full_copy_bytes"] > r["stored_bytes"]
+    assert results["first"]["accuracy"] > 0.5
+    after = backbone.state_dict()  # the LoRA layers sit in it now, the frozen weights as base_layer
+    for k, v in frozen.items():
+        np.testing.assert_array_equal(after[k.replace("self_attn.", "self_attn.base_layer.")], v, err_msg=k)
