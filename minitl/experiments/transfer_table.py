@@ -115,9 +115,22 @@ def pretrained_model(state, num_classes):
     return model
 
 
-def run_one(strategy, n_labels, seed, data, state, cache, fast=False, min_epochs=MIN_EPOCHS):
-    """Train one strategy on n_labels target images; returns its JSON row."""
-    x, y, x_test, y_test = data
+def source_head_accuracy(model, state, x_source, y_source):
+    """The source task's accuracy of `model`'s body (possibly changed by fine-tuning) read by the
+    ORIGINAL source head: how much of the source task survives a strategy (forgetting)."""
+    head = nn.Linear(model.fc.in_features, len(SOURCE_CLASSES))
+    head.load_state_dict({"weight": state["weights"]["fc.weight"], "bias": state["weights"]["fc.bias"]})
+    return transfer.accuracy(head, transfer.extract_features(model, x_source), y_source)
+
+
+def train_one(strategy, n_labels, seed, data, state, fast=False, min_epochs=MIN_EPOCHS, **overrides):
+    """Train one strategy on n_labels target images (its RECIPES entry, updated by `overrides`);
+    returns (trained model, seconds of training)."""
+    x, y = data[0], data[1]
+    recipe = RECIPES.get(strategy)
+    if recipe is None:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    recipe = {**recipe, **overrides}
     idx = sample_labels(y, n_labels, seed)
     xs, ys = x[idx], y[idx]
     epochs, bs = epochs_for(n_labels, fast, min_epochs), batch_size_for(n_labels)
@@ -130,9 +143,6 @@ def run_one(strategy, n_labels, seed, data, state, cache, fast=False, min_epochs
     start = time.perf_counter()
     steps = epochs * math.ceil(n_labels / bs)
     head_epochs = head_epochs_for(n_labels, fast)
-    recipe = RECIPES.get(strategy)
-    if recipe is None:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if strategy == "scratch":
         transfer.train_from_scratch(model, xs, ys, batch_size=bs, steps=steps, **recipe)
     elif strategy == "feature_extraction":
@@ -143,15 +153,31 @@ def run_one(strategy, n_labels, seed, data, state, cache, fast=False, min_epochs
         transfer.finetune_frozen_lower(model, xs, ys, batch_size=bs, steps=steps, head_epochs=head_epochs, **recipe)
     else:
         transfer.gradual_unfreezing(model, xs, ys, batch_size=bs, steps=steps, head_epochs=head_epochs, **recipe)
-    seconds = time.perf_counter() - start
-    trainable = transfer.count_trainable(model)
-    if strategy == "feature_extraction":  # the head reads the shared, cached test features
-        test_features = cache.get("test", x_test)
-        accuracy = transfer.accuracy(model.fc, test_features, y_test)
+    return model, time.perf_counter() - start
+
+
+def evaluate(model, strategy, n_labels, seed, seconds, data, cache, state=None, source_data=None):
+    """The JSON row of a trained model: target test accuracy (feature extraction's head reads the
+    shared, cached test features) and, with `source_data`, the source accuracy through the
+    original head (not for scratch, which has no source task)."""
+    x_test, y_test = data[2], data[3]
+    if strategy == "feature_extraction":
+        accuracy = transfer.accuracy(model.fc, cache.get("test", x_test), y_test)
     else:
         accuracy = transfer.accuracy(model, x_test, y_test)
-    return {"strategy": strategy, "n_labels": int(n_labels), "seed": int(seed), "accuracy": float(accuracy),
-            "trainable_params": int(trainable), "seconds": round(seconds, 2)}
+    row = {"strategy": strategy, "n_labels": int(n_labels), "seed": int(seed), "accuracy": float(accuracy),
+           "trainable_params": int(transfer.count_trainable(model)), "seconds": round(seconds, 2)}
+    if source_data is not None and strategy != "scratch":
+        row["source_accuracy"] = float(source_head_accuracy(model, state, *source_data))
+    return row
+
+
+def run_one(strategy, n_labels, seed, data, state, cache, fast=False, min_epochs=MIN_EPOCHS, source_data=None,
+            **overrides):
+    """Train one strategy on n_labels target images; returns its JSON row (with
+    "source_accuracy" when `source_data` = (x, y) of the source task is given)."""
+    model, seconds = train_one(strategy, n_labels, seed, data, state, fast, min_epochs, **overrides)
+    return evaluate(model, strategy, n_labels, seed, seconds, data, cache, state, source_data)
 
 
 def load_target(fast=False):
@@ -202,11 +228,18 @@ def summarize(rows):
     return table
 
 
+def format_accuracy(t):
+    """"0.706 ± 0.005 (n=3)" for several seeds; one seed has no spread to show: "0.706 (n=1)"."""
+    if t["runs"] == 1:
+        return f"{t['mean']:.3f} (n=1)"
+    return f"{t['mean']:.3f} ± {t['std']:.3f} (n={t['runs']})"
+
+
 def format_table(summary):
-    lines = ["| approach | labels | accuracy (mean ± std) | trainable params | seconds |",
+    lines = ["| approach | labels | accuracy | trainable params | seconds |",
              "|---|---:|---:|---:|---:|"]
     for t in summary:
-        lines.append(f"| {t['approach']} | {t['labels']:,} | {t['mean']:.3f} ± {t['std']:.3f} (n={t['runs']}) "
+        lines.append(f"| {t['approach']} | {t['labels']:,} | {format_accuracy(t)} "
                      f"| {t['trainable_params']:,} | {t['seconds']:.1f} |")
     return "\n".join(lines)
 
@@ -220,9 +253,11 @@ def plot(summary, path=None):
     fig, ax = plt.subplots(figsize=(6, 4))
     for strategy in STRATEGIES:
         points = [t for t in summary if t["approach"] == strategy]
-        if points:
+        if points:  # error bars only where several seeds give a spread
+            several = all(t["runs"] > 1 for t in points)
             ax.errorbar([t["labels"] for t in points], [t["mean"] for t in points],
-                        yerr=[t["std"] for t in points], marker="o", capsize=3, label=strategy)
+                        yerr=[t["std"] for t in points] if several else None, marker="o", capsize=3,
+                        label=strategy if several else f"{strategy} (n=1)")
     ax.set_xscale("log")
     ax.set_xlabel("labelled target images N")
     ax.set_ylabel("target test accuracy")
