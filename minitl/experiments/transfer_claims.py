@@ -21,8 +21,12 @@ claim varies is changed. One seed: every accuracy is n=1.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -91,26 +95,57 @@ def running_stats_change(model, state):
             "params_changed": int(changed), "params_total": len(params)}
 
 
+def checkpoint_id(state):
+    """A short fingerprint of the source model's weights: stored rows of another checkpoint
+    are never reused."""
+    digest = hashlib.sha1()
+    for name in sorted(state["weights"]):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(state["weights"][name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
 class Runs:
     """Every configuration the claims need, each trained once (one seed) and shared: the table's
     fine-tuning run is also freeze depth 0 and body rate 1/1, and so on. `get` returns a row of
     `transfer_table.evaluate`, with the source accuracy through the original head and the
-    movement of the body (`running_stats_change`) for the pretrained strategies."""
+    movement of the body (`running_stats_change`) for the pretrained strategies.
 
-    def __init__(self, state, data, cache, source_data=None, seed=0, fast=False, progress=True):
+    With `store` (a .jsonl file; the lesson takes `$MINITL_RUN_STORE`), each row is appended
+    there as it is measured, and rows already there for the same configuration, seed, mode and
+    source checkpoint are read instead of retrained: an interrupted full run resumes, and
+    `python -m minitl.experiments.transfer_claims fill --worker K/W` spreads the runs over W
+    processes."""
+
+    def __init__(self, state, data, cache, source_data=None, seed=0, fast=False, progress=True, store=None):
         self.state, self.data, self.cache, self.seed, self.fast = state, data, cache, seed, fast
         self.source_data = source_data
         self.progress = progress
         self.rows = {}
+        self.store, self.stored = (Path(store) if store else None), {}
+        if self.store is not None and self.store.is_file():
+            checkpoint = checkpoint_id(state)
+            for line in self.store.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line) if line.strip() else None
+                if record and record["checkpoint"] == checkpoint:
+                    self.stored[record["key"]] = record["row"]
 
     @classmethod
-    def for_lesson(cls, state, data, cache, fast=False, seed=0):
+    def for_lesson(cls, state, data, cache, fast=False, seed=0, store=None):
         x, y = task(SOURCE_CLASSES, "test")
         count = 500 if fast else SOURCE_TEST_IMAGES
-        return cls(state, data, cache, (x[:count], y[:count]), seed, fast)
+        store = store or os.environ.get("MINITL_RUN_STORE") or None
+        return cls(state, data, cache, (x[:count], y[:count]), seed, fast, store=store)
+
+    def key(self, strategy, n_labels, overrides):
+        return json.dumps([strategy, int(n_labels), self.seed, self.fast, sorted(overrides.items())])
 
     def get(self, strategy, n_labels, **overrides):
-        key = (strategy, int(n_labels), tuple(sorted(overrides.items())))
+        key = self.key(strategy, n_labels, overrides)
+        if key not in self.rows and key in self.stored:
+            self.rows[key] = self.stored[key]
+            if self.progress:
+                print(f"  read {strategy} {overrides or ''} at N = {n_labels:,} from {self.store}", flush=True)
         if key not in self.rows:
             model, seconds = table.train_one(strategy, n_labels, self.seed, self.data, self.state, self.fast,
                                              **overrides)
@@ -120,6 +155,9 @@ class Runs:
                 row.update(running_stats_change(model, self.state))
             row["settings"] = dict(overrides)
             self.rows[key] = row
+            if self.store is not None:  # one line per row, appended: safe for several writers
+                with open(self.store, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"key": key, "checkpoint": checkpoint_id(self.state), "row": row}) + "\n")
             if self.progress:
                 extra = f" {dict(overrides)}" if overrides else ""
                 print(f"  ran {strategy}{extra} at N = {n_labels:,}: accuracy {row['accuracy']:.3f} "
@@ -284,9 +322,9 @@ def labels_to_reach(curve, goal):
 
 
 def curve_sizes(fast, whole_set):
-    """The N of each approach's curve: every pretrained approach at these, scratch also at the
-    whole target training set."""
-    return (100, 300) if fast else (100, 1000, 10000), (() if fast else (whole_set,))
+    """(N of every approach's curve, the further N of scratch's): 100, 1,000 and 10,000, and
+    scratch also at the whole target training set; fast mode 25 and 50 only."""
+    return ((25, 50), ()) if fast else ((100, 1000, 10000), (whole_set,))
 
 
 def data_needed(runs, sizes, scratch_extra=(), approaches=table.STRATEGIES):
@@ -327,8 +365,8 @@ def data_needed(runs, sizes, scratch_extra=(), approaches=table.STRATEGIES):
                       ["the chapter's table says", "measured", "agrees"],
                       [[claim, _evidence(k, needed, perf, low, high), "yes" if ok else "no"]
                        for k, (claim, ok) in enumerate(checks)])
-    findings = [f"Goal: {goal:.2f}, training from scratch's accuracy with all {whole_n:,} labels "
-                f"({whole_acc:.3f}) less {GOAL_BELOW_WHOLE_SET:.2f}, rounded down. The measurements agree "
+    findings = [f"Goal: {goal:.2f}, training from scratch's accuracy with its most labels, N = {whole_n:,} "
+                f"({whole_acc:.3f}), less {GOAL_BELOW_WHOLE_SET:.2f}, rounded down. The measurements agree "
                 f"with {sum(ok for _, ok in checks)} of the chapter's {len(checks)} statements."]
     main = Claim("(e) The chapter's table: Approach | Data needed | Performance (n=1)", headers, rows, findings,
                  {"goal": goal, "needed": {a: needed[a][0] for a in approaches}, "curves": curves,
@@ -378,3 +416,118 @@ def plot_data_needed(claim, path=None):
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+# --- what pretraining changed -----------------------------------------------------------------
+
+def initial_weights(state, seed=0):
+    """The weights the source model started from: `pretrain` draws them with `manual_seed(seed)`
+    (seed 0 by default) before anything else, so the same draw gives them back."""
+    from ..models import resnet_mini
+    from ..random import manual_seed
+
+    manual_seed(seed)
+    return resnet_mini(len(SOURCE_CLASSES), **state["config"]).state_dict()
+
+
+def weights_moved(state, seed=0):
+    """[(convolution, ||W_trained - W_init|| / ||W_init||)] for every convolution of the body,
+    from the input up: how far pretraining moved each layer from its random start."""
+    init = initial_weights(state, seed)
+    return [(k[:-len(".weight")], float(np.linalg.norm(v - init[k]) / np.linalg.norm(init[k])))
+            for k, v in state["weights"].items() if k.endswith(".weight") and np.ndim(v) == 4]
+
+
+# --- the lesson's runs, and spreading them over processes --------------------------------------
+
+def claim_sizes(fast):
+    """The N of claims (a)-(d): 100 and 1,000 labels (fast mode: 50)."""
+    return (50,) if fast else (100, 1000)
+
+
+def lesson_claims(runs, fast, whole_set):
+    """Every claim of lesson 3 in the lesson's order, as the lesson computes them."""
+    sizes = claim_sizes(fast)
+    curve_n, scratch_n = curve_sizes(fast, whole_set)
+    return [freeze_depth(runs, sizes), forgetting(runs, sizes), body_learning_rate(runs, sizes),
+            batchnorm_pitfall(runs, sizes), *data_needed(runs, curve_n, scratch_extra=scratch_n)]
+
+
+class _Planner:
+    """A stand-in for Runs that trains nothing and records which configurations are asked for."""
+
+    source_data = ((), ())
+
+    def __init__(self):
+        self.asked = []
+
+    def get(self, strategy, n_labels, **overrides):
+        if (strategy, n_labels, overrides) not in self.asked:
+            self.asked.append((strategy, n_labels, overrides))
+        return {"accuracy": 0.5, "source_accuracy": 0.5, "trainable_params": 1, "seconds": 0.0,
+                "params_changed": 0, "params_total": 1, "mean_drift": 0.0, "var_drift": 0.0}
+
+    def source_before(self):
+        return 0.5
+
+
+def lesson_plan(fast, whole_set):
+    """[(strategy, N, overrides)] of every run the lesson's claims ask for, in their order."""
+    planner = _Planner()
+    lesson_claims(planner, fast, whole_set)
+    return planner.asked
+
+
+def fill_main(argv=None):
+    """`python -m minitl.experiments.transfer_claims fill --worker K/W [--fast] --store PATH`: train
+    every W-th run of the lesson's plan, from the K-th (K = 1..W), into the store that
+    `minitl lesson 3` reads with MINITL_RUN_STORE=PATH."""
+    import argparse
+
+    from .. import cpu_runtime
+    from .. import transfer
+    from ..pretrained import load_pretrained
+
+    parser = argparse.ArgumentParser(prog="python -m minitl.experiments.transfer_claims fill")
+    parser.add_argument("command", choices=["fill", "plan"])
+    parser.add_argument("--worker", default="1/1", help="K/W: this process takes runs K, K+W, K+2W, ...")
+    parser.add_argument("--store", default=os.environ.get("MINITL_RUN_STORE"))
+    parser.add_argument("--fast", action="store_true")
+    args = parser.parse_args(argv)
+    k, w = (int(v) for v in args.worker.split("/"))
+    if not 1 <= k <= w:
+        parser.error(f"--worker K/W needs 1 <= K <= W, got {args.worker}")
+    data = table.load_target(args.fast)
+    plan = lesson_plan(args.fast, len(data[0]))
+    if args.command == "plan":
+        for item in plan:
+            print(*item)
+        return 0
+    if not args.store:
+        parser.error("fill needs --store PATH (or MINITL_RUN_STORE)")
+    cpu_runtime.tune()
+    state = load_pretrained(fast=args.fast)
+    cache = transfer.FeatureCache(table.pretrained_model(state, len(TARGET_CLASSES)))
+    runs = Runs.for_lesson(state, data, cache, fast=args.fast, store=args.store)
+    for strategy, n, overrides in share_out(plan, w, args.fast)[k - 1]:
+        runs.get(strategy, n, **overrides)
+    return 0
+
+
+def share_out(plan, workers, fast=False):
+    """The plan split into `workers` lists of about equal cost (images passed through the network
+    in training, the largest runs placed first, each on the least loaded worker)."""
+    def cost(item):
+        strategy, n, _ = item
+        return n if strategy == "feature_extraction" else table.epochs_for(n, fast) * n
+
+    shares, loads = [[] for _ in range(workers)], [0] * workers
+    for item in sorted(plan, key=cost, reverse=True):
+        k = loads.index(min(loads))
+        shares[k].append(item)
+        loads[k] += cost(item)
+    return shares
+
+
+if __name__ == "__main__":
+    raise SystemExit(fill_main())

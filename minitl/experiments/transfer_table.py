@@ -20,19 +20,9 @@ images for feature extraction; the cached test-set features are shared by all ru
     python -m minitl.experiments.transfer_table --sizes 100,1000,10000 --seeds 3 --json rows.json
     (wired to `minitl experiment transfer`)
 
-Measured (3 seeds, 2 shared cores, 972 s; source model 0.9894 on its classes):
-
-    approach                 N=100            N=1,000          N=10,000
-    scratch                  0.643 +- 0.004   0.758 +- 0.012   0.830 +- 0.003
-    feature_extraction       0.679 +- 0.006   0.728 +- 0.002   0.755 +- 0.002
-    finetune                 0.706 +- 0.005   0.811 +- 0.005   0.861 +- 0.001
-    finetune_frozen_lower    0.709 +- 0.002   0.805 +- 0.004   0.845 +- 0.002
-    gradual_unfreezing       0.706 +- 0.004   0.811 +- 0.005   0.850 +- 0.001
-
-Every pretrained strategy beats scratch at N = 100, fine-tuning beats it at N = 1,000, and
-its lead shrinks as N grows (+6.3, +5.3, +3.1 points). With one epoch at N = 10,000 (157
-steps, --min-epochs 1) the lead stayed at +5.5 (scratch 0.781, finetune 0.836); with three
-epochs (one seed) it was +1.9 (scratch 0.851, finetune 0.870): scratch needs steps.
+Measured tables, and how the recipes were tuned, are in benchmarks/RESULTS.md; lesson 3 prints
+its own (one seed), and `minitl/experiments/transfer_claims.py` puts the chapter's claims to
+these runs.
 
 Every run gets the same optimizer steps: about STEPS, and at least MIN_EPOCHS passes: 32, 6 and 2 epochs at
 N = 100, 1,000 and 10,000 with batches of 16, 32 and 64, with Adam and a cosine decay of the
@@ -83,12 +73,10 @@ def head_epochs_for(n_labels, fast=False):
 
 
 # The recipes, tuned on a validation split carved from the target's TRAINING images (2,000
-# held out, N sampled from the rest; seeds 0 and 1 at N = 100 and 1,000), never the test set.
-# The fine-tuning strategies start from a head trained on cached features (LP-FT), then train
-# with the same steps, Adam and cosine decay as scratch. On validation, LP-FT lifted
-# fine-tuning at N = 100 from 0.694 to 0.742 (scratch 0.695); at N = 1,000 a body rate equal
-# to the head's (1e-3) beat a tenth of it (0.815 vs 0.748; scratch 0.775); frozen source
-# BatchNorm statistics did not help (0.760 vs 0.782).
+# held out, N sampled from the rest; seeds 0 and 1 at N = 100 and 1,000), never the test set;
+# the figures of that tuning are in benchmarks/RESULTS.md. The fine-tuning strategies start
+# from a head trained on cached features (LP-FT), then train with the same steps, Adam and
+# cosine decay as scratch.
 RECIPES = {
     "scratch": {"lr": 1e-3},
     "feature_extraction": {"lr": 1e-2},
