@@ -130,3 +130,32 @@ def test_claims_show_records_tables_for_the_tour(tmp_path, monkeypatch):
     claims.Claim("t", ["a"], [["1"]], ["a finding"]).show()
     kinds = [r["kind"] for r in report.read_records(tmp_path / "r.jsonl")]
     assert kinds == ["table", "note"]
+
+
+def test_a_store_resumes_rows_of_the_same_checkpoint_only(tiny_runs, tmp_path, monkeypatch):
+    store = tmp_path / "runs.jsonl"
+    first = claims.Runs(tiny_runs.state, tiny_runs.data, tiny_runs.cache, tiny_runs.source_data, fast=True,
+                        progress=False, store=store)
+    row = first.get("feature_extraction", 10)
+    monkeypatch.setattr(table, "train_one", lambda *a, **k: pytest.fail("retrained a stored run"))
+    again = claims.Runs(tiny_runs.state, tiny_runs.data, tiny_runs.cache, tiny_runs.source_data, fast=True,
+                        progress=False, store=store)
+    assert again.get("feature_extraction", 10) == row
+    other = {**tiny_runs.state, "weights": {**tiny_runs.state["weights"],
+                                            "fc.bias": tiny_runs.state["weights"]["fc.bias"] + 1}}
+    assert claims.Runs(other, tiny_runs.data, tiny_runs.cache, store=store).stored == {}
+
+
+def test_the_plan_is_every_run_the_claims_ask_for_shared_out_once():
+    plan = claims.lesson_plan(fast=False, whole_set=30000)
+    assert ("scratch", 30000, {}) in plan and ("finetune", 100, {"body_lr_ratio": 0.01}) in plan
+    assert len(plan) == len({repr(p) for p in plan})
+    shares = claims.share_out(plan, 4)
+    assert sorted(map(repr, sum(shares, []))) == sorted(map(repr, plan))
+
+    class OnlyPlanned(claims._Planner):
+        def get(self, strategy, n_labels, **overrides):
+            assert (strategy, n_labels, overrides) in plan, (strategy, n_labels, overrides)
+            return super().get(strategy, n_labels, **overrides)
+
+    assert len(claims.lesson_claims(OnlyPlanned(), fast=False, whole_set=30000)) == 6
