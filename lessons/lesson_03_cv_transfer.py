@@ -39,6 +39,7 @@ out = report.output_dir("lesson_03_cv_transfer")
 print("figures go to", out)
 FAST = report.fast_mode()
 tl.manual_seed(0)
+
 # %% [markdown]
 # ## The two tasks
 
@@ -58,7 +59,7 @@ report.figure(fig, "tasks", "top: the source task's classes; bottom: the target 
 # ## The pretrained source model
 #
 # `load_pretrained()` trains `tl.models.resnet_mini(5)` (a three-stage ResNet, 16-32-64
-# channels, about 77k parameters) on the source task once and caches its weights as .npz under
+# channels) on the source task once and caches its weights as .npz under
 # `~/.cache/minitl/weights`; the second call loads them instantly. (Fast mode uses a model
 # trained on 3,000 images only.)
 
@@ -71,6 +72,7 @@ source_model = tl.models.resnet_mini(len(SOURCE_CLASSES), **state["config"])
 source_model.load_state_dict(state["weights"])
 source_model.eval()
 print(source_model)
+print(f"{source_model.num_parameters():,} parameters")
 
 # %% [markdown]
 # ## What the lower layers learn

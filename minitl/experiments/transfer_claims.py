@@ -290,7 +290,8 @@ def batchnorm_pitfall(runs, sizes):
                          f"{r['mean_drift']:.3f}", f"{r['var_drift']:.3f}", f"{r['accuracy']:.3f}",
                          f"{r['source_accuracy']:.3f}"])
         ev, tr = data[f"eval()@{n}"], data[f"train()@{n}"]
-        findings.append(f"N = {n:,}: in train() no frozen parameter changed ({tr['params_changed']} arrays), yet the "
+        changed = "no" if tr["params_changed"] == 0 else f"{tr['params_changed']} of {tr['params_total']}"
+        findings.append(f"N = {n:,}: in train() {changed} frozen parameter arrays changed, yet the "
                         f"running means moved by {100 * tr['mean_drift']:.1f}% and the variances by "
                         f"{100 * tr['var_drift']:.1f}%; target accuracy {tr['accuracy']:.3f} against "
                         f"{ev['accuracy']:.3f} in eval(), and the source task through its own head "
