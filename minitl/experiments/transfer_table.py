@@ -249,7 +249,10 @@ def plot(summary, path=None):
     ax.set_xscale("log")
     ax.set_xlabel("labelled target images N")
     ax.set_ylabel("target test accuracy")
-    ax.set_title("Transfer from Fashion-MNIST {0,1,5,7,8} to {2,3,4,6,9}")
+    from ..data import FASHION_MNIST_CLASSES
+
+    ax.set_title("Source: " + ", ".join(FASHION_MNIST_CLASSES[c] for c in SOURCE_CLASSES)
+                 + "\ntarget: " + ", ".join(FASHION_MNIST_CLASSES[c] for c in TARGET_CLASSES), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
