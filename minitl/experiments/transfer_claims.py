@@ -510,7 +510,8 @@ def fill_main(argv=None):
     state = load_pretrained(fast=args.fast)
     cache = transfer.FeatureCache(table.pretrained_model(state, len(TARGET_CLASSES)))
     runs = Runs.for_lesson(state, data, cache, fast=args.fast, store=args.store)
-    for strategy, n, overrides in share_out(plan, w, args.fast)[k - 1]:
+    share = share_out(plan, w, args.fast)[k - 1]
+    for strategy, n, overrides in sorted(share, key=lambda item: run_cost(item, args.fast)):  # cheap first
         runs.get(strategy, n, **overrides)
     return 0
 
@@ -518,16 +519,18 @@ def fill_main(argv=None):
 def share_out(plan, workers, fast=False):
     """The plan split into `workers` lists of about equal cost (images passed through the network
     in training, the largest runs placed first, each on the least loaded worker)."""
-    def cost(item):
-        strategy, n, _ = item
-        return n if strategy == "feature_extraction" else table.epochs_for(n, fast) * n
-
     shares, loads = [[] for _ in range(workers)], [0] * workers
-    for item in sorted(plan, key=cost, reverse=True):
+    for item in sorted(plan, key=lambda item: run_cost(item, fast), reverse=True):
         k = loads.index(min(loads))
         shares[k].append(item)
-        loads[k] += cost(item)
+        loads[k] += run_cost(item, fast)
     return shares
+
+
+def run_cost(item, fast=False):
+    """Images a run passes through the network in training (feature extraction: one pass)."""
+    strategy, n, _ = item
+    return n if strategy == "feature_extraction" else table.epochs_for(n, fast) * n
 
 
 if __name__ == "__main__":
