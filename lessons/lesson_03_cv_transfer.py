@@ -176,7 +176,7 @@ print(f"trainable parameters: {transfer.count_trainable(model):,} of {model.num_
 data = table.load_target(FAST)
 cache = transfer.FeatureCache(table.pretrained_model(state, num_classes))
 runs = claims.Runs.for_lesson(state, data, cache, fast=FAST)
-SIZES = (50,) if FAST else (100, 1000)  # the claims' label counts (fast mode: 50 only)
+SIZES = claims.claim_sizes(FAST)  # the claims' label counts: 100 and 1,000 (fast mode: 50)
 for n in SIZES:
     print(f"N = {n:,}: {table.epochs_for(n, FAST)} epochs in batches of {table.batch_size_for(n)}; "
           f"linear heads {table.head_epochs_for(n, FAST)} epochs on cached features")
