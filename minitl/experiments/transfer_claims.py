@@ -215,7 +215,7 @@ def freeze_depth(runs, sizes, depths=FREEZE_DEPTHS):
             + f" and everything {points(acc[top, n] - acc[0, n])} against fine-tuning everything "
             f"({acc[0, n]:.3f}). Freezing costs at most {TOLERANCE:.2f} for "
             f"{len(cheap)} of the {len(lower)} partial depths"
-            + (f"; freezing everything costs more than any partial depth." if all(
+            + ("; freezing everything costs more than any partial depth." if all(
                 acc[top, n] < acc[d, n] for d in lower) else "."))
     return Claim("(a) Freeze depth: target test accuracy (n=1)", headers, rows, findings,
                  {"accuracy": {f"{d}@{n}": acc[d, n] for d in depths for n in sizes}})
