@@ -265,8 +265,10 @@ def body_learning_rate(runs, sizes, ratios=BODY_LR_RATIOS):
     for n in sizes:
         best = max(ratios, key=lambda r: cell[r, n]["accuracy"])
         keeps = max(ratios, key=lambda r: cell[r, n]["source_accuracy"])
-        findings.append(f"N = {n:,}: the best target accuracy comes with the body at {best:g} of the head's rate "
-                        f"({cell[best, n]['accuracy']:.3f}, against {cell[1.0, n]['accuracy']:.3f} at the same rate); "
+        where = ("at the head's own rate" if best == 1.0 else
+                 f"at {best:g} of the head's rate, against {cell[1.0, n]['accuracy']:.3f} at the same rate")
+        findings.append(f"N = {n:,}: the best target accuracy ({cell[best, n]['accuracy']:.3f}) comes with the body "
+                        f"{where}; "
                         f"the source task survives best at {keeps:g} ({cell[keeps, n]['source_accuracy']:.3f}).")
     return Claim(f"(c) Body learning rate, head at {head_lr:g}, same steps: target / source test accuracy (n=1)",
                  headers, rows, findings,
