@@ -250,8 +250,8 @@ pitfall.show()
 # "data needed" becomes a number: the labels each approach takes to reach a fixed accuracy,
 # read off its measured curve of target accuracy against N (linear in log N between measured
 # points). The goal is set from training from scratch on the whole target training set (its
-# accuracy less a few points), so every approach chases the same number. (Fast mode runs tiny
-# curves, at N = 25 and 50 only: there the table shows the method, not the chapter's answer.)
+# accuracy less a few points), so every approach chases the same number. (Fast mode measures
+# one point per curve, N = 50: there the table shows the method, not the chapter's answer.)
 #
 # **Predict, then run.** Which approach needs the fewest labels to reach the goal? Does any
 # approach never reach it?

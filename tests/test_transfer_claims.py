@@ -116,7 +116,10 @@ def test_data_needed_compares_the_chapters_rows_in_code(tmp_path):
     assert 1000 < main.data["needed"]["finetune"] < main.data["needed"]["scratch"] < 10000
     verdicts = [r[2] for r in agreement.rows]
     assert verdicts == ["no", "yes", "no", "yes", "yes", "yes"]
-    assert "4 of the chapter's 6" in main.findings[0]
+    assert "agree with 4 of the chapter's 6 statements, disagree with 2, and cannot tell 0" in main.findings[0]
+    one_point = {a: {100: acc[a][100]} for a in acc}  # every curve reaches the goal at its first point
+    _, agreement = claims.data_needed(FakeRuns(one_point), (100,))
+    assert [r[2] for r in agreement.rows][:3] == ["can't tell"] * 3
     fig = claims.plot_data_needed(main, tmp_path / "e.png")
     assert (tmp_path / "e.png").stat().st_size > 1000
     import matplotlib.pyplot as plt
