@@ -372,6 +372,7 @@ def data_needed(runs, sizes, scratch_extra=(), approaches=table.STRATEGIES):
         (f"feature extraction performs well with few labels (beats scratch at N = {low:,})",
          perf["feature_extraction"][0] > perf["scratch"][0]),
         ("scratch depends on the data: behind fine-tuning at the fewest labels, closer with the most",
+         None if low == high else
          perf["finetune"][0] - perf["scratch"][0] > perf["finetune"][1] - perf["scratch"][1] > -TOLERANCE),
     ]
     agreement = Claim("(e) Where the measurements agree with the chapter's table",
