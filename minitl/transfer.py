@@ -173,11 +173,15 @@ def add_new_param_groups(optimizer, groups):
 # --- training helpers -------------------------------------------------------------------------
 
 def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False, scheduler=None,
-                norm_eval=False, loss_fn=cross_entropy, norm_types=NORM_TYPES, max_grad_norm=None):
+                norm_eval=False, loss_fn=cross_entropy, norm_types=NORM_TYPES, max_grad_norm=None,
+                frozen_norms_eval=True):
     """Mini-batch training (`train_step` on each batch) for `epochs` passes over `loader`, or for
     exactly `steps` optimizer steps when given (the loader restarts as often as needed).
-    Frozen normalisation layers stay in eval mode (all of them with `norm_eval`).
-    `scheduler.step()`, when given, follows every step. Leaves the model in eval mode."""
+    Frozen normalisation layers stay in eval mode (all of them with `norm_eval`); with
+    `frozen_norms_eval=False` they are left in train mode, the pitfall lesson 3 measures: they
+    then normalise with batch statistics and their running statistics drift although nothing
+    in them "trains". `scheduler.step()`, when given, follows every step. Leaves the model in
+    eval mode."""
     from tqdm.auto import tqdm
 
     total = steps if steps is not None else epochs * len(loader)
@@ -185,7 +189,8 @@ def train_steps(model, loader, optimizer, epochs=1, steps=None, progress=False, 
     bar = tqdm(total=total, desc="train steps", leave=False, disable=not progress, mininterval=5)
     while done < total:
         model.train()
-        keep_frozen_norms_in_eval(model, norm_types)
+        if frozen_norms_eval:
+            keep_frozen_norms_in_eval(model, norm_types)
         if norm_eval:
             set_norms_eval(model, norm_types)
         for x, y in loader:
@@ -317,13 +322,16 @@ def feature_extraction(model, x, y, epochs, lr=1e-2, batch_size=64, cache=None, 
     return train_head(model, x, y, epochs, lr, batch_size, cache, name, head, loss_fn, features)
 
 
-def _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn, head, loss_fn, norm_types):
+def _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn, head, loss_fn, norm_types,
+                   frozen_norms_eval=True):
     head_params = list(get_head(model, head).parameters())
     head_ids = {id(p) for p in head_params}
     body = [p for p in trainable_parameters(model) if id(p) not in head_ids]
-    optimizer = optim.Adam([{"params": body, "lr": lr * body_lr_ratio}, {"params": head_params}], lr=lr)
+    groups = ([{"params": body, "lr": lr * body_lr_ratio}] if body else []) + [{"params": head_params}]
+    optimizer = optim.Adam(groups, lr=lr)
     return train_steps(model, loader, optimizer, steps=total, scheduler=_cosine(optimizer, total),
-                       norm_eval=freeze_bn, loss_fn=loss_fn, norm_types=norm_types)
+                       norm_eval=freeze_bn, loss_fn=loss_fn, norm_types=norm_types,
+                       frozen_norms_eval=frozen_norms_eval)
 
 
 def finetune(model, x, y, epochs=None, lr=1e-3, body_lr_ratio=0.1, batch_size=64, steps=None,
@@ -342,15 +350,18 @@ def finetune(model, x, y, epochs=None, lr=1e-3, body_lr_ratio=0.1, batch_size=64
 
 def finetune_frozen_lower(model, x, y, epochs=None, frozen_blocks=3, lr=1e-3, body_lr_ratio=0.1, batch_size=64,
                           steps=None, head_epochs=0, head_lr=1e-2, freeze_bn=False, head="fc",
-                          loss_fn=cross_entropy, norm_types=NORM_TYPES, features=None):
+                          loss_fn=cross_entropy, norm_types=NORM_TYPES, features=None, frozen_norms_eval=True):
     """The lowest `frozen_blocks` blocks stay frozen (general features: edges, textures); the
-    upper blocks and the head fine-tune. The frozen part runs without a graph."""
+    upper blocks and the head fine-tune. The frozen part runs without a graph. With every
+    block below the head frozen, only the head trains, through the network. `frozen_norms_eval`
+    as in `train_steps`."""
     loader = make_loader(x, y, batch_size)
     total = _total_steps(loader, epochs, steps)
     if head_epochs:
         train_head(model, x, y, head_epochs, head_lr, batch_size, head=head, loss_fn=loss_fn, features=features)
     freeze_lower(model, frozen_blocks)
-    return _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn, head, loss_fn, norm_types)
+    return _finetune_body(model, loader, total, lr, body_lr_ratio, freeze_bn, head, loss_fn, norm_types,
+                          frozen_norms_eval)
 
 
 def gradual_unfreezing(model, x, y, epochs=None, lr=1e-3, decay=2.6, batch_size=64, stages=None, steps=None,

@@ -149,7 +149,9 @@ def test_transfer_table_miniature(tmp_path):
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
     summary = table.summarize(rows)
     text = table.format_table(summary)
-    assert "feature_extraction" in text and "±" in text
+    assert "feature_extraction" in text and "(n=1)" in text and "±" not in text  # one seed: no spread
+    two_seeds = table.summarize(rows + [dict(r, seed=1, accuracy=r["accuracy"] / 2) for r in rows])
+    assert "± " in table.format_table(two_seeds) and "(n=2)" in table.format_table(two_seeds)
     table.plot(summary, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 1000
     json.dumps(rows)
