@@ -16,12 +16,19 @@ What differs is which tokens a position may attend to, and so what it is trained
 * GPT (`gpt.py`): token t sees tokens 0..t only (causal mask); trained to predict token t+1
   (causal LM), so it can write text. Pre-norm layers and a final LayerNorm (GPT-2).
 
-The hooks that adaptation methods (LoRA, adapters, prompt and prefix tuning) and CLIP's text
-encoder use: `model.embeddings` (with `.token` and `.position`) and `get_input_embeddings()`;
-`forward(inputs_embeds=...)` takes embeddings instead of ids (prompt tuning prepends virtual
-tokens there); the layers are the list `model.encoder.layers`, each with PyTorch's names
-(`self_attn`, `linear1`, `linear2`, `norm1`, `norm2`); `encode()` gives per-token features and
-one pooled feature per text. `TextClassifier` puts a linear head on the pooled feature.
+The interface, which the adaptation methods (LoRA, adapters, prompt and prefix tuning) and
+CLIP's text encoder build on:
+
+    hidden = model(input_ids, attention_mask)        ids (B, L) and 1/0 padding mask in, (B, L, d) out
+    x = model.embed(input_ids)                       the embedding step alone: E[w_t], (B, L, d)
+    hidden = model(inputs_embeds=x, attention_mask=m)  the rest: + P[t], the encoder
+    hidden, pooled = model.encode(input_ids, attention_mask)   per-token and per-text features
+
+`embed` is the token lookup only; the position embedding is added by `forward`, so prompt
+tuning can prepend virtual tokens to `embed(ids)` (and ones to the mask) and every position,
+virtual or not, gets its P[t]. The layers are the list `model.encoder.layers`, each with
+PyTorch's names (`self_attn`, `linear1`, `linear2`, `norm1`, `norm2`); `model.embeddings`
+holds `.token` (E) and `.position` (P). `TextClassifier` puts a linear head on the pooled feature.
 """
 from __future__ import annotations
 
@@ -105,6 +112,11 @@ class TextTransformer(nn.Module):
                 nn.init.zeros_(module.in_proj_bias)
 
     # --- the pieces the chapter's adaptation methods reach for -------------------------------
+    def embed(self, input_ids):
+        """The embedding step alone: token ids (B, L) -> E[w_t] (B, L, d), no positions yet
+        (`forward(inputs_embeds=...)` adds them and runs the encoder)."""
+        return self.embeddings.token(_as_ids(input_ids, type(self).__name__))
+
     def get_input_embeddings(self):
         """The token embedding E (an Embedding (V, d)); the LM head's decoder shares its weight."""
         return self.embeddings.token
@@ -185,6 +197,15 @@ def pool(hidden, attention_mask=None, pooling="cls"):
     return ops.sum(hidden * weights.unsqueeze(-1), dim=1)
 
 
+def trim_padding(input_ids):
+    """The batch without its trailing columns of [PAD] only: the same features (padding is never
+    attended to nor pooled), less work for a batch of short texts padded to a long max_length."""
+    ids = _as_ids(input_ids, "trim_padding")
+    real = (ids.data != PAD_ID).any(axis=0)
+    width = max(1, int(real.nonzero()[0][-1]) + 1) if bool(real.any()) else 1
+    return ids if width == ids.shape[1] else ids[:, :width]
+
+
 def _as_ids(ids, who):
     ids = ids if isinstance(ids, Tensor) else Tensor._wrap(np.asarray(ids))
     if ids.ndim != 2 or ids.dtype.kind not in "iu":
@@ -218,7 +239,7 @@ class TextClassifier(nn.Module):
         return [*self.backbone.blocks()[:-1], self.backbone.top_block(self.classifier)]
 
     def features(self, input_ids):
-        return self.backbone.encode(input_ids, pooling=self.pooling)[1]
+        return self.backbone.encode(trim_padding(input_ids), pooling=self.pooling)[1]
 
     def forward(self, input_ids):
         return self.classifier(self.features(input_ids))
