@@ -288,7 +288,7 @@ def test_pretrain_and_experiment_fast_commands(cli_cache, tmp_path):
     for kind in ("bert", "gpt"):
         out = run_cli(["pretrain", kind, "--fast", "--no-progress"], cli_cache)
         assert "held-out" in out and "perplexity" in out
-        path = cli_cache / "minitl" / "weights" / f"{kind}_gcide_v1_fast.npz"
+        path = cli_cache / "minitl" / "weights" / f"{kind}_gcide_v2_fast.npz"
         assert path.exists()
     rows_path = tmp_path / "rows.json"
     out = run_cli(["experiment", "language", "--fast", "--no-progress", "--json", str(rows_path),

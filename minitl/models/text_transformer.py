@@ -233,6 +233,10 @@ class TextClassifier(nn.Module):
         self.backbone = backbone
         self.pooling = pooling
         self.classifier = nn.Linear(backbone.config["d_model"], num_classes)
+        # BERT's initialisation for the new head too: near-zero logits at first, so the first
+        # steps' gradients, which also reach a fine-tuned backbone, are not a random head's
+        nn.init.normal_(self.classifier.weight, std=INIT_STD)
+        nn.init.zeros_(self.classifier.bias)
 
     def blocks(self):
         """The backbone's embeddings and layers, then its final norm (GPT) with the classifier."""
