@@ -26,12 +26,15 @@ perplexity 8,000, loss ln 8000 = 8.99).
 **The budget.** Each default run fits 15 minutes on 2 idle cores. One training step of the
 default models (batch 32, 64 tokens, forward, backward, AdamW), timed with `time.process_time`
 on one thread (BLAS and minitl's threads limited to 1) on the shared 2-core machine, cost
-274 ms for BERT (7,500 tokens per CPU-second; its head runs on the 15% masked positions only)
-and 422 ms for GPT (4,900; its 8,000-way softmax runs at every position). One process on an
-idle 2-core machine takes at most that in wall time, so 2,400 BERT steps (4.9 million tokens,
-one pass) take at most 11 minutes and 1,600 GPT steps (3.3 million tokens) at most 11.3; the
-data (5 s), the held-out evaluations (5 of them, a few seconds each) and saving add under a
-minute. Each record keeps the wall and CPU seconds its run took.
+281 ms for BERT (7,300 tokens per CPU-second; its head runs on the 15% masked positions only)
+and 438 ms for GPT (4,700; its 8,000-way softmax runs at every position). One process on an
+idle 2-core machine takes at most that in wall time, so 1,800 BERT steps (3.7 million tokens,
+three quarters of one pass) take at most 8.5 minutes and 1,200 GPT steps (2.5 million tokens)
+at most 8.8; the data (5 s), the held-out evaluations (5 of them, seconds each) and saving add
+under a minute. That leaves room under 15 minutes for a slower machine. Each record keeps the
+wall and CPU seconds its run took. On a machine shared by many processes, give each run one
+thread (MINITL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1): threads that wait for a busy core cost
+far more than they save.
 
     model = load_pretrained_bert()            # trains once (the budget above), then loads in a second
     model.info["heldout_loss"], model.info["heldout_perplexity"]
