@@ -27,13 +27,15 @@ pretrained model needs small steps), 1e-3 for scratch (the rate of the pretraini
 the probe's linear head.
 
 **The cost** of the default (`--sizes 100,1000,all --seeds 3`, both models): per model 3 x 3
-fine-tuning and 3 x 3 scratch runs of 60, 150 and 150 steps, the features of the 93,000
-training and 2,000 test texts, and 9 probes. Measured with `time.process_time` on the shared
-2-core machine, one thread: a training step (32 texts of at most 32 subwords) costs about
-0.1 CPU-seconds and the features about 2,000 texts per CPU-second, hence about 2 x (2 x 3 x 360
-x 0.1 + 95,000 / 2,000) = 530 CPU-seconds with the evaluations; the command prints its own
-wall and CPU time. `--fast` runs the tiny pretrained models (`minitl pretrain bert --fast`) on
-`gcide_pos(fast=True)`, N = 100, one seed, in seconds.
+fine-tuning and 3 x 3 scratch runs of 60, 125 and 150 steps, the features of the 93,000
+training and 1,000 test texts, 9 probes and 18 evaluations. Measured with `time.process_time`
+on the shared 2-core machine, one thread: a training step (32 texts of at most 32 subwords)
+costs 0.12 CPU-seconds, the features 1,300 texts per CPU-second (sorted by length), an
+evaluation 870 texts per CPU-second; hence per model 3 x 2 x 335 x 0.12 + 94,000 / 1,300 +
+18 x 1,000 / 870 = 240 + 72 + 21, about 340 CPU-seconds, and about 11.5 CPU-minutes for both
+(one process on an idle 2-core machine: at most that in wall time). The command prints its
+own wall and CPU time. `--fast` runs the tiny pretrained models (`minitl pretrain bert --fast`)
+on `gcide_pos(fast=True)`, N = 100, one seed, half the steps, in seconds.
 
     minitl experiment language --sizes 100,1000,all --seeds 3 --json language.json
 """
