@@ -271,13 +271,16 @@ DELEGATED = {
                  "train word2vec (skip-gram/CBOW) on GCIDE or a text file and evaluate it"),
     "glove": ("minitl.embeddings.cli", "glove_main", "train GloVe vectors and evaluate them"),
     "pretrain": ({"resnet-mini": ("minitl.pretrained", "pretrain_main"),
-                  "elmo": ("minitl.elmo.pretraining", "pretrain_main")},
-                 "pretrain a model on the source task and cache it: pretrain resnet-mini | elmo"),
+                  "elmo": ("minitl.elmo.pretraining", "pretrain_main"),
+                  "bert": ("minitl.models.pretraining", "pretrain_bert_main"),
+                  "gpt": ("minitl.models.pretraining", "pretrain_gpt_main")},
+                 "pretrain a model on the source task and cache it: pretrain resnet-mini | elmo | bert | gpt"),
     "experiment": ({"transfer": ("minitl.experiments.transfer_table", "experiment_transfer_main"),
                     "fashion-cnn": ("minitl.experiments.fashion_cnn", "main"),
                     "elmo": ("minitl.experiments.elmo_features", "experiment_elmo_main"),
+                    "language": ("minitl.experiments.language", "experiment_language_main"),
                     "peft": ("minitl.experiments.peft_table", "experiment_peft_main")},
-                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | peft"),
+                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | language | peft"),
 }
 
 
