@@ -168,6 +168,27 @@ def test_sampled_softmax_drawing_every_word_once_is_the_full_softmax(rng):
     np.testing.assert_allclose(sampled.item(), full.item(), rtol=1e-10)
 
 
+def test_bilm_loss_gradients_match_central_differences(rng):
+    bilm = small_bilm(vocab_size=12, hidden=4)
+    ids, lengths = padded_batch(rng, vocab_size=12, lengths=(5, 3))
+
+    def loss():
+        forward_loss, backward_loss = bilm.loss(ids, lengths)
+        return forward_loss + backward_loss
+
+    bilm.zero_grad()
+    loss().backward()
+    for param in (bilm.embedding.weight, bilm.decoder.weight, bilm.backward_lm.layers[1].weight_hh_l0):
+        for index in zip(*(rng.integers(0, n, 4) for n in param.shape)):
+            old = param.data[index]
+            param.data[index] = old + 1e-6
+            plus = loss().item()
+            param.data[index] = old - 1e-6
+            minus = loss().item()
+            param.data[index] = old
+            np.testing.assert_allclose(param.grad[index], (plus - minus) / 2e-6, rtol=1e-5, atol=1e-9)
+
+
 def test_training_lowers_the_loss():
     tl.manual_seed(0)
     bilm = ELMoBiLM(12, 8, 2)
@@ -367,11 +388,13 @@ def test_find_occurrences_in_a_tiny_corpus():
     ids = np.concatenate([vocab.encode(s) for s in sentences])
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])])
     found = P.find_occurrences(Corpus(ids, offsets, vocab), per_sense=5)
-    assert [(o.sense, o.tokens[o.position]) for o in found] == [("river", "bank")] * 3 + [("money", "bank")] * 2 \
-        or sorted(o.sense for o in found) == ["money", "money", "river", "river"]
-    assert {o.sense for o in found} == {"river", "money"}
-    counts = {s: sum(o.sense == s for o in found) for s in ("river", "money")}
-    assert counts["river"] == counts["money"] == 2   # balanced: as many of each sense
+    assert all(o.word == "bank" and o.tokens[o.position] == "bank" for o in found)
+    # river: sentences 0, 3 and 5 (its first "bank" only); money: sentences 1 and 4; "a bank"
+    # has no cue. Balanced: 2 of each sense, the river ones spread out (the first and the last)
+    assert sorted((o.sense, " ".join(o.tokens)) for o in found) == [
+        ("money", "cash at the bank"), ("money", "money in the bank"),
+        ("river", "bank bank river"), ("river", "the bank of the river")]
+    assert [o.position for o in found if o.tokens[0] == "bank"] == [0]
 
 
 def test_sense_match_rate_on_synthetic_vectors():
