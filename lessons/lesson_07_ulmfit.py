@@ -76,7 +76,7 @@ groups = transfer.discriminative_param_groups(model, lr=1e-2)
 names = ["head", *(f"LSTM layer {k}" for k in range(len(model.encoder.layers), 0, -1)), "embedding"]
 rows = [(name, sum(p.numel() for p in g["params"]), f"{g['lr']:.2e}",
          "-" if k == 0 else f"{groups[k - 1]['lr'] / g['lr']:.2f}") for k, (name, g) in enumerate(zip(names, groups))]
-report.table(rows, ["layer group", "parameters", "learning rate", "the group above / this one"],
+table = report.table(rows, ["layer group", "parameters", "learning rate", "the group above / this one"],
              title="discriminative learning rates, eta = 1e-2")
 
 # %% [markdown]
@@ -112,7 +112,7 @@ ax.set_ylabel("learning rate")
 ax.set_title("STLR (cut_frac 0.1, ratio 32) with discriminative rates")
 ax.legend(fontsize=8)
 fig.tight_layout()
-report.figure(fig, "stlr_schedule", "The slanted triangular schedule of one classifier run, per layer group.")
+figure = report.figure(fig, "stlr_schedule", "The slanted triangular schedule of one classifier run, per layer group.")
 
 # %% [markdown]
 # ## 3. Gradual unfreezing
@@ -132,7 +132,7 @@ for stage in range(1, stages + 1):
     training = [name for name, block in zip(names[::-1], model.blocks())       # from the input up
                 if all(p.requires_grad for p in block.parameters())]
     rows.append((stage, ", ".join(training), transfer.count_trainable(model)))
-report.table(rows, ["stage", "groups training", "trainable parameters"],
+table = report.table(rows, ["stage", "groups training", "trainable parameters"],
              title=f"gradual unfreezing: {stages} stages of {T // stages} steps each")
 
 # %% [markdown]
@@ -152,7 +152,7 @@ print(f"loaded (or fine-tuned) in {time.perf_counter() - start:.1f} s; fine-tuni
       f"{int(record['config']['steps'])} steps, {int(record['train_tokens']):,} tokens of the "
       f"{int(record['stream_tokens']):,} in the task's training text")
 before, after = np.exp(float(record["held_out_loss_before"])), np.exp(float(record["held_out_loss_after"]))
-report.table([("pretrained LM (stage 1)", round(before, 1)), ("fine-tuned on the task's text (stage 2)", round(after, 1))],
+table = report.table([("pretrained LM (stage 1)", round(before, 1)), ("fine-tuned on the task's text (stage 2)", round(after, 1))],
              ["language model", "held-out perplexity"],
              title=f"perplexity on {int(record['held_out_tokens']):,} tokens of held-out definitions")
 report.metric("task_perplexity_pretrained", round(before, 1))
@@ -165,7 +165,7 @@ ax.set_xlabel("step")
 ax.set_ylabel("sampled-softmax loss")
 ax.set_title("stage 2: fine-tuning the LM on the task's definitions")
 fig.tight_layout()
-report.figure(fig, "lm_finetuning_loss", "The LM's training loss on the task's text (a running mean).")
+figure = report.figure(fig, "lm_finetuning_loss", "The LM's training loss on the task's text (a running mean).")
 
 # %% [markdown]
 # **Stage 3, the classifier.** The LM's softmax goes (`encoder.decoder = nn.Identity()`), and
@@ -203,7 +203,7 @@ print(f"features {together.shape} = (texts, 3 x {ft_lm.hidden_size}); largest di
 # %%
 cached = experiment.results_path()
 if FAST:
-    results = experiment.run(sizes=["100"], seeds=1, fast=True, progress=False)
+    results = experiment.run(sizes=["100", "1000"], seeds=1, fast=True, progress=False)
 elif cached.exists():
     import json
     results = json.loads(cached.read_text())
@@ -216,10 +216,10 @@ rows = []
 for method in experiment.METHODS:
     cells = {t["labels"]: t for t in summary if t["method"] == method}
     rows.append([method, *(f"{cells[n]['mean']:.3f} ± {cells[n]['std']:.3f}" for n in sizes)])
-report.table(rows, ["method", *(f"N = {n:,}" for n in sizes)],
+table = report.table(rows, ["method", *(f"N = {n:,}" for n in sizes)],
              title=f"{results['task']}: test accuracy on {results['test_examples']:,} definitions "
                    f"(mean ± std over {summary[0]['runs']} seed(s)); majority class {results['majority_baseline']:.3f}")
-report.figure(experiment.plot(summary, results["majority_baseline"]), "ulmfit_table",
+figure = report.figure(experiment.plot(summary, results["majority_baseline"]), "ulmfit_table",
               "Test accuracy against the number of labels, per method.")
 for t in summary:
     report.metric(f"accuracy_{t['method']}_{t['labels']}", round(t["mean"], 4))
@@ -237,7 +237,7 @@ print(f"lesson 7 ran in {time.perf_counter() - lesson_start:.0f} s")
 # 2. At which step does the slanted triangle peak for one classifier run, and what multiplier
 #    of eta does it start and end at?
 # 3. How much did fine-tuning on the task's text lower the LM's held-out perplexity, and at
-#    the smallest N, by how much did ULMFiT beat the same classifier from scratch?
+#    the smallest N, how far apart were ULMFiT and the same classifier from scratch?
 #
 # The exercises of this lesson, in the order it meets them. In a student copy
 # (`minitl exercises export DIR --lesson 7`), make each one's tests pass:

@@ -29,7 +29,7 @@ Chapter: "Transfer learning in NLP", ULMFiT. Three stages:
 
     lm, vocab, info = load_finetuned_lm(texts=data.train.texts)   # stages 1-2, cached
     model = classifier_from_lm(lm, num_classes=4)                  # stage 3
-    fine_tune_classifier(model, encode(texts, vocab), labels, steps=150)
+    fine_tune_classifier(model, encode(texts, vocab), labels, steps=100)
 
 The inputs of the LM and the classifier are ids (B, T), each row `<s> t_1 .. t_n <s>` padded at
 the end with <pad> (id 0), as the biLM was pretrained on; the lengths are read off the padding.
@@ -322,8 +322,8 @@ def concat_pool(outputs, lengths):
 
 class ULMFiTClassifier(nn.Module):
     """The LM's embedding and LSTM layers (`encoder`, its softmax replaced by nn.Identity), then
-    concat pooling of the top layer and a head: dropout, Linear(3H, 50), ReLU, dropout,
-    Linear(50, classes). model(ids) -> logits (B, classes); ids (B, T) padded with <pad>.
+    concat pooling of the top layer and the paper's head of two blocks: batch norm, dropout,
+    Linear(3H, 50), ReLU; batch norm, dropout, Linear(50, classes). model(ids) -> logits (B, classes); ids (B, T) padded with <pad>.
 
     Its layer groups (`blocks()`), from the input up: embedding, each LSTM layer, the head.
     The transfer toolkit freezes, unfreezes and sets learning rates by these groups."""
@@ -333,8 +333,12 @@ class ULMFiTClassifier(nn.Module):
         encoder.decoder = nn.Identity()   # ULMFiT drops the LM's softmax: the head takes its place
         self.encoder = encoder
         hidden = encoder.hidden_size
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(3 * hidden, head_hidden), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(head_hidden, num_classes))
+        # the paper's two linear blocks, each batch norm and dropout first: the pooled states of a
+        # pretrained LM sit near +-1 and vary little from text to text, and batch norm rescales
+        # that variation to where a freshly initialised Linear can read it
+        self.head = nn.Sequential(nn.BatchNorm1d(3 * hidden), nn.Dropout(dropout), nn.Linear(3 * hidden, head_hidden),
+                                  nn.ReLU(), nn.BatchNorm1d(head_hidden), nn.Dropout(dropout),
+                                  nn.Linear(head_hidden, num_classes))
 
     def blocks(self):
         return [self.encoder.embedding, *self.encoder.layers, self.head]

@@ -168,7 +168,7 @@ def test_gradual_unfreezing_adds_one_group_per_stage_and_keeps_adams_moments(mon
     real = transfer.train_steps
 
     def spy(model_, loader, optimizer, steps=None, scheduler=None, **kwargs):
-        head_weight = model.head[1].weight
+        head_weight = model.head[2].weight
         state = optimizer.state.get(id(head_weight), {})
         seen.append({"trainable": {n for n, m in names.items() if all(p.requires_grad for p in m.parameters())},
                      "frozen": {n for n, m in names.items() if not any(p.requires_grad for p in m.parameters())},
