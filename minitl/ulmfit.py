@@ -371,6 +371,15 @@ def constant_schedule(optimizer, total_steps):
     return optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+def batch_size_for_batch_norm(n, batch_size):
+    """`batch_size`, or the next larger one, so that no batch of n examples holds a single one:
+    batch norm cannot normalise one example by the statistics of its batch."""
+    batch_size = min(batch_size, n)
+    while n % batch_size == 1:
+        batch_size += 1
+    return batch_size
+
+
 def fine_tune_classifier(model, x, y, steps, lr=1e-2, batch_size=32, discriminative=True, stlr=True, gradual=True,
                          decay=2.6, cut_frac=0.1, ratio=32):
     """Stage 3: train `model` (its groups from `blocks()`) on ids x, labels y for `steps` Adam
@@ -381,6 +390,9 @@ def fine_tune_classifier(model, x, y, steps, lr=1e-2, batch_size=32, discriminat
     - gradual: the head alone first, then one more group per stage, the steps shared equally
       by the stages, one Adam throughout (else every group trains from the first step).
     """
+    if len(x) < 2:
+        raise ValueError(f"fine_tune_classifier: the head's batch norm needs at least 2 training examples, got {len(x)}")
+    batch_size = batch_size_for_batch_norm(len(x), batch_size)
     decay = decay if discriminative else 1.0
     schedule = partial(optim.lr_scheduler.slanted_triangular, cut_frac=cut_frac, ratio=ratio) if stlr \
         else constant_schedule

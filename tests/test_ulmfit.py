@@ -325,3 +325,15 @@ def test_experiment_rejects_a_bad_label_budget(cli_cache, tmp_path):
 def ulmfit_methods():
     from minitl.experiments.ulmfit import METHODS
     return METHODS
+
+
+def test_no_batch_of_one_reaches_the_heads_batch_norm():
+    assert ulmfit.batch_size_for_batch_norm(100, 16) == 16
+    assert ulmfit.batch_size_for_batch_norm(33, 32) == 33          # one batch of 33, not 32 and 1
+    assert ulmfit.batch_size_for_batch_norm(5, 32) == 5
+    for n in range(2, 200):
+        assert n % ulmfit.batch_size_for_batch_norm(n, 16) != 1
+    ids, labels = padded_ids([5, 3, 6] * 11), np.arange(33) % 3      # 33 examples, batches of 32
+    ulmfit.fine_tune_classifier(tiny_classifier(), ids, labels, steps=3, batch_size=32)
+    with pytest.raises(ValueError, match="at least 2"):
+        ulmfit.fine_tune_classifier(tiny_classifier(), ids[:1], labels[:1], steps=3)
