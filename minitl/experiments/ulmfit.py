@@ -45,13 +45,15 @@ from ..random import manual_seed
 
 RECIPE = "v1"
 METHODS = ("ulmfit", "scratch", "no_discriminative", "no_stlr", "no_gradual_unfreezing")
-MAX_TOKENS = 32            # the first 32 tokens of a definition (90% of them are shorter)
-# Sized to 20 minutes on 2 idle cores, from CPU seconds (time.process_time, one process) measured
-# on the shared 2-core machine: a classifier step (batch 32, H = 256) costs 0.14 s with gradual
-# unfreezing and 0.19 s with every group training, the test set 3.9 s per run, an LM
-# fine-tuning step 0.25 s (ulmfit.LM_FINETUNE: 500 steps, about 125 s) and each held-out LM loss
-# 3.6 s. The default table is 45 runs (3 sizes x 3 seeds x 5 methods): 100 steps each make
-# about 45 x (16 + 4) = 900 s, and with the LM's 135 s and loading the task about 1,060 s.
+MAX_TOKENS = 32            # the first 32 tokens of a definition (78% of the training ones have no more)
+# Sized to 20 minutes on 2 idle cores from CPU seconds (time.process_time of one process; on an
+# idle machine its wall time is no longer) measured on the shared 2-core machine at the default's
+# shapes (V = 20,001, H = 256, 2 layers): one run of 100 steps and its 2,000 test definitions
+# costs 12-18 s at N = 100 (batches of 16) and 19-23 s from N = 1,000 on (batches of 32), the
+# runs that train every group from the first step the dearest; the default's 45 runs (3 sizes x
+# 3 seeds x 5 methods) about 820 s. The LM fine-tuning (ulmfit.LM_FINETUNE: 500 steps at 0.25 s,
+# two held-out losses at 3.6 s) adds about 135 s, loading the task and the biLM about 20 s:
+# about 16 minutes in all.
 STEPS = 100                # Adam steps per classifier run, whatever N
 TEST_EXAMPLES = 2000
 FAST = dict(steps=40, test_examples=300)   # --fast: the LM fine-tuning of ulmfit.LM_FINETUNE_FAST
