@@ -26,6 +26,9 @@ text (never their labels), as the LM fine-tuning did the training split's.
 
     minitl experiment ulmfit --sizes 100,1000,all --seeds 3 [--json PATH] [--fast]
 
+It starts from the biLM of `minitl pretrain elmo` (about 15 minutes of its own, run first when
+the cache has none); the default run's budget of 20 minutes counts from that cached biLM.
+
 The rates are fastai's ULMFiT defaults (eta = 1e-2 for the head, each group below 2.6 times
 slower), not tuned here; the scratch classifier, with no pretrained layer to protect, trains every
 group at 3e-3.
@@ -234,7 +237,8 @@ def experiment_ulmfit_main(argv=None):
     """`minitl experiment ulmfit`: run the table, print it, save the figure (and the JSON)."""
     parser = argparse.ArgumentParser(prog="minitl experiment ulmfit",
                                      description="ULMFiT vs the same classifier from scratch, and its ablations, on "
-                                                 "GCIDE's part of speech.")
+                                                 "GCIDE's part of speech. Uses the biLM of "
+                                                 "`minitl pretrain elmo`, pretraining it first when not cached.")
     parser.add_argument("--sizes", default=None, help="comma-separated label budgets, 'all' for every training "
                                                       "example (default 100,1000,all; --fast 100)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3; --fast 1)")
