@@ -54,9 +54,9 @@ MAX_TOKENS = 32            # the first 32 tokens of a definition (78% of the tra
 # shapes (V = 20,001, H = 256, 2 layers): one run of 100 steps and its 2,000 test definitions
 # costs 12-18 s at N = 100 (batches of 16) and 19-23 s from N = 1,000 on (batches of 32), the
 # runs that train every group from the first step the dearest; the default's 45 runs (3 sizes x
-# 3 seeds x 5 methods) about 820 s. The LM fine-tuning (ulmfit.LM_FINETUNE: 500 steps at 0.25 s,
+# 3 seeds x 5 methods) about 840 s. The LM fine-tuning (ulmfit.LM_FINETUNE: 500 steps at 0.25 s,
 # two held-out losses at 3.6 s) adds about 135 s, loading the task and the biLM about 20 s:
-# about 16 minutes in all.
+# about 17 minutes in all.
 STEPS = 100                # Adam steps per classifier run, whatever N
 TEST_EXAMPLES = 2000
 FAST = dict(steps=40, test_examples=300)   # --fast: the LM fine-tuning of ulmfit.LM_FINETUNE_FAST
