@@ -278,9 +278,10 @@ DELEGATED = {
     "experiment": ({"transfer": ("minitl.experiments.transfer_table", "experiment_transfer_main"),
                     "fashion-cnn": ("minitl.experiments.fashion_cnn", "main"),
                     "elmo": ("minitl.experiments.elmo_features", "experiment_elmo_main"),
+                    "ulmfit": ("minitl.experiments.ulmfit", "experiment_ulmfit_main"),
                     "language": ("minitl.experiments.language", "experiment_language_main"),
                     "peft": ("minitl.experiments.peft_table", "experiment_peft_main")},
-                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | language | peft"),
+                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | ulmfit | language | peft"),
 }
 
 

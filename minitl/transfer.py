@@ -155,7 +155,10 @@ def discriminative_param_groups(model, lr, decay=2.6):
         params = [p for p in trainable_parameters(block) if id(p) not in seen]
         seen.update(id(p) for p in params)
         if params:
+            # BEGIN EXERCISE ulmfit.discriminative_lr
+            # hint: eta^(l-1) = eta^l / decay: the block `depth` steps below the head (depth 0) gets lr / decay^depth; append {"params": params, "lr": ...} to groups
             groups.append({"params": params, "lr": lr / decay ** depth})
+            # END EXERCISE
     return groups
 
 
@@ -366,16 +369,18 @@ def finetune_frozen_lower(model, x, y, epochs=None, frozen_blocks=3, lr=1e-3, bo
 
 def gradual_unfreezing(model, x, y, epochs=None, lr=1e-3, decay=2.6, batch_size=64, stages=None, steps=None,
                        head_epochs=0, head_lr=1e-2, freeze_bn=False, head="fc", loss_fn=cross_entropy,
-                       norm_types=NORM_TYPES, features=None):
+                       norm_types=NORM_TYPES, features=None, schedule=None):
     """ULMFiT's schedule: train the head alone, then unfreeze one block deeper per stage, with
     discriminative learning rates (each block `decay` times slower than the one above). The
     optimizer steps (`steps`, or those of `epochs` epochs) are shared equally by the stages, so
     the strategy costs no more steps than plain fine-tuning. With `head_epochs`, the head-only
     stage runs on cached features (as feature extraction) and the steps go to the later stages.
 
-    One Adam and one cosine schedule run across the stages: each stage adds the block it
-    unfreezes as a new param group at its own rate, and the blocks already training keep their
-    moments (a fresh optimizer per stage would restart them from zero)."""
+    One Adam and one schedule run across the stages: each stage adds the block it unfreezes as
+    a new param group at its own rate, and the blocks already training keep their moments (a
+    fresh optimizer per stage would restart them from zero). The schedule is `schedule(optimizer,
+    total_steps)` (ULMFiT: `optim.lr_scheduler.slanted_triangular`), by default a cosine decay
+    from lr at the first stage to 0 at the end of the last."""
     stages = stages or len(blocks_of(model))
     loader = make_loader(x, y, batch_size)
     total = max(stages, _total_steps(loader, epochs, steps))
@@ -384,16 +389,17 @@ def gradual_unfreezing(model, x, y, epochs=None, lr=1e-3, decay=2.6, batch_size=
         train_head(model, x, y, head_epochs, head_lr, batch_size, head=head, loss_fn=loss_fn, features=features)
         first = 2
     count = stages - first + 1
-    optimizer = schedule = None
+    unfreeze_top(model, first)
+    optimizer = optim.Adam(discriminative_param_groups(model, lr, decay), lr=lr)
+    schedule = (schedule or _cosine)(optimizer, total)
     for k, stage in enumerate(range(first, stages + 1)):
-        unfreeze_top(model, stage)
-        groups = discriminative_param_groups(model, lr, decay)
-        if optimizer is None:
-            optimizer = optim.Adam(groups, lr=lr)
-            schedule = _cosine(optimizer, total)  # from lr at the first stage to 0 at the end of the last
-        else:
-            add_new_param_groups(optimizer, groups)
-            schedule.refresh()  # the new group starts at the rate the schedule has reached
+        if stage > first:
+            # BEGIN EXERCISE ulmfit.gradual_unfreezing
+            # hint: unfreeze_top(model, stage); add the new block's discriminative group to the SAME optimizer (add_new_param_groups), then schedule.refresh() so it starts at the current rate
+            unfreeze_top(model, stage)
+            add_new_param_groups(optimizer, discriminative_param_groups(model, lr, decay))
+            schedule.refresh()
+            # END EXERCISE
         share = total * (k + 1) // count - total * k // count
         train_steps(model, loader, optimizer, steps=share, scheduler=schedule, norm_eval=freeze_bn,
                     loss_fn=loss_fn, norm_types=norm_types)

@@ -78,12 +78,15 @@ def slanted_triangular_factor(step, total_steps, cut_frac=0.1, ratio=32):
     """ULMFiT's STLR (Howard & Ruder 2018, eq. 3) as a fraction of the peak rate:
     cut = T * cut_frac; p = t / cut before it, 1 - (t - cut) / (cut (1/cut_frac - 1)) after;
     lr = lr_max (1 + p (ratio - 1)) / ratio."""
+    # BEGIN EXERCISE ulmfit.slanted_triangular
+    # hint: cut = max(1, floor(T cut_frac)); p = t / cut if t < cut, else 1 - (t - cut) / (cut (1/cut_frac - 1)), not below 0; return (1 + p (ratio - 1)) / ratio
     cut = max(1, math.floor(total_steps * cut_frac))
     if step < cut:
         p = step / cut
     else:
         p = max(0.0, 1 - (step - cut) / (cut * (1 / cut_frac - 1)))
     return (1 + p * (ratio - 1)) / ratio
+    # END EXERCISE
 
 
 def slanted_triangular(optimizer, total_steps, cut_frac=0.1, ratio=32):
