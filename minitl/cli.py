@@ -275,8 +275,9 @@ DELEGATED = {
                  "pretrain a model on the source task and cache it: pretrain resnet-mini | elmo"),
     "experiment": ({"transfer": ("minitl.experiments.transfer_table", "experiment_transfer_main"),
                     "fashion-cnn": ("minitl.experiments.fashion_cnn", "main"),
-                    "elmo": ("minitl.experiments.elmo_features", "experiment_elmo_main")},
-                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo"),
+                    "elmo": ("minitl.experiments.elmo_features", "experiment_elmo_main"),
+                    "clip": ("minitl.experiments.clip_zero_shot", "experiment_clip_main")},
+                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | clip"),
 }
 
 
