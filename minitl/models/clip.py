@@ -31,6 +31,7 @@ module or its weights are missing it builds the same architecture untrained and 
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -197,11 +198,11 @@ def text_backbone(kind="bert", fast=False, pretrained=True, train_if_missing=Fal
     without its pretraining."""
     if kind not in TEXT_KINDS:
         raise ValueError(f"text kind must be one of {TEXT_KINDS}, got {kind!r}")
-    try:
-        from . import pretraining
-    except ImportError:
+    if importlib.util.find_spec(__package__ + ".pretraining") is None:
         return (_untrained_text_transformer(kind, fast),
                 f"UNTRAINED {kind} text encoder: minitl.models.pretraining (mini-BERT/GPT) is not in this checkout")
+    from . import pretraining  # any error of its own is a real one: it is not caught
+
     config = (pretraining.FAST_CONFIG if fast else pretraining.DEFAULT_CONFIG)[kind]["model"]
     path = pretraining.weights_path(kind, fast)
     if pretrained and (path.exists() or train_if_missing):
