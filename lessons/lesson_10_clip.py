@@ -16,8 +16,9 @@
 # linear probe on the same image features.
 #
 # Run: `minitl lesson 10` (the pretrained encoders cached by `minitl pretrain resnet-mini` and
-# `minitl pretrain bert`, and about 10 minutes of CLIP training on two cores), or
-# `minitl lesson 10 --fast` (tiny models, 60 training steps: its numbers are a tiny model's).
+# `minitl pretrain bert`, each trained first when the cache has none, then about 10 minutes of
+# CLIP training on two cores), or `minitl lesson 10 --fast` (tiny models, 60 training steps:
+# its numbers are a tiny model's).
 
 # %%
 import math

@@ -23,9 +23,10 @@ a linear probe (a softmax layer trained on labelled images of all 10 classes) on
 encoder's features before and after CLIP, as the supervised reference.
 
 **The encoders**: the CNN of `minitl pretrain resnet-mini` (pretrained on classes 0, 1, 5, 7,
-8) and the mini-BERT of `minitl pretrain bert`, both trained on, with the projections and the
-temperature. The run prints which text-encoder initialisation it used (an untrained one when
-the pretrained model is missing: it is never silently so).
+8) and the mini-BERT of `minitl pretrain bert` (either is trained first when not cached), both
+trained on, with the projections and the temperature. The run prints which text-encoder
+initialisation it used: `--text-init untrained` (or a checkout without
+`minitl.models.pretraining`) gives the same architecture with fresh weights, never silently.
 
 **The budget.** `DEFAULT` is sized from CPU time measured on the shared machine (see `--help`
 and the printed CPU seconds): the training steps dominate; `--fast` trains 60 steps on a
@@ -75,7 +76,8 @@ DEFINITION_TEMPLATES = ("{a} {name}: {definition}.", "a photo of {a} {name}, {de
 CAPTION_TOKENS = 40  # a caption's subwords, [CLS] and [SEP] included (fast: the tiny model's 32)
 
 DEFAULT = dict(steps=1000, batch_size=64, lr=3e-4, projection_lr=3e-3, embed_dim=64, weight_decay=0.1,
-               n_probe=10_000, n_test=None, probe_epochs=30, seed=0, text="bert")
+               n_probe=10_000, n_test=None, probe_epochs=30, seed=0, text="bert",
+               text_init="pretrained")
 FAST = dict(DEFAULT, steps=60, n_probe=1_000, n_test=1_000, probe_epochs=30)
 
 
@@ -133,7 +135,9 @@ def build_model(settings, fast, progress=True):
     state = load_pretrained(fast=fast, progress=progress)
     cnn = resnet_mini(len(SOURCE_CLASSES), **state["config"])
     cnn.load_state_dict(state["weights"])
-    text, init = text_encoder(settings["text"], fast=fast, progress=progress)
+    pretrained = settings["text_init"] == "pretrained"  # trained first when not cached, as other experiments do
+    text, init = text_encoder(settings["text"], fast=fast, pretrained=pretrained, train_if_missing=pretrained,
+                              progress=progress)
     return CLIP(ImageFeatures(cnn), text, settings["embed_dim"]), init
 
 
@@ -313,12 +317,16 @@ def experiment_clip_main(argv=None):
     parser.add_argument("--figure", default="minitl_output/clip/clip_zero_shot.png")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEFAULT['steps']})")
     parser.add_argument("--text", choices=("bert", "gpt"), default=None, help="the text encoder (default bert)")
+    parser.add_argument("--text-init", choices=("pretrained", "untrained"), default=None,
+                        help="the text encoder's start (default pretrained: `minitl pretrain bert`, trained first "
+                             "when not cached; untrained: the same architecture, fresh weights)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be positive, got {args.steps}")
     cpu_runtime.tune()
-    results = run(fast=args.fast, progress=not args.no_progress, steps=args.steps, text=args.text)
+    results = run(fast=args.fast, progress=not args.no_progress, steps=args.steps, text=args.text,
+                  text_init=args.text_init)
     print("\n".join(report_lines(results)))
     plot(results, args.figure)
     print(f"figure: {args.figure}")
