@@ -158,8 +158,18 @@ print(f"linear probe on CLIP's image features, 10 classes with labels: {results[
       f"(on the CNN's before CLIP: {results['linear_probe_before']:.3f})")
 print("text encoder:", results["text_encoder_init"])
 
+# A batch of 64 images of 8 classes holds about 8 of each class: for an image, the captions of
+# the other images of its class are as right as its own, and nothing tells them apart. If the
+# model puts its probability evenly on those k, row i costs ln k: the loss has a floor.
+labels = rng.integers(0, 8, size=(500, settings["batch_size"]))
+floor = np.mean([np.log(np.bincount(row)[row]).mean() for row in labels])
+final_loss = float(np.mean(results["history"]["loss"][-20:]))
+print(f"final training loss (mean of the last 20 steps) {final_loss:.3f}; the floor of a batch of "
+      f"{settings['batch_size']} drawn from 8 classes, mean of ln k: {floor:.3f}")
+
 # %% [markdown]
-# Read the table from the printed numbers. Before training the projections are random, so the
+# Read the table from the printed numbers, and compare the final loss with its floor: the
+# loss cannot tell whether the model has learned as much as a batch of look-alike pairs allows. Before training the projections are random, so the
 # "before" column is what prompts give without CLIP: compare it with chance. After training,
 # the seen-images row says how well eight classes are recognised from their captions alone,
 # with no classifier. In the 10-way row a held-out class's prompt has to beat all eight
