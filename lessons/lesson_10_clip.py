@@ -168,8 +168,9 @@ print(f"final training loss (mean of the last 20 steps) {final_loss:.3f}; the fl
       f"{settings['batch_size']} drawn from 8 classes, mean of ln k: {floor:.3f}")
 
 # %% [markdown]
-# Read the table from the printed numbers, and compare the final loss with its floor: the
-# loss cannot tell whether the model has learned as much as a batch of look-alike pairs allows. Before training the projections are random, so the
+# Read the table from the printed numbers. The final loss lies above its floor by what the
+# model has yet to learn: at the floor it would match images and captions as well as a batch
+# of look-alike pairs allows. Before training the projections are random, so the
 # "before" column is what prompts give without CLIP: compare it with chance. After training,
 # the seen-images row says how well eight classes are recognised from their captions alone,
 # with no classifier. In the 10-way row a held-out class's prompt has to beat all eight
