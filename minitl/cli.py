@@ -280,8 +280,9 @@ DELEGATED = {
                     "elmo": ("minitl.experiments.elmo_features", "experiment_elmo_main"),
                     "ulmfit": ("minitl.experiments.ulmfit", "experiment_ulmfit_main"),
                     "language": ("minitl.experiments.language", "experiment_language_main"),
+                    "clip": ("minitl.experiments.clip_zero_shot", "experiment_clip_main"),
                     "peft": ("minitl.experiments.peft_table", "experiment_peft_main")},
-                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | ulmfit | language | peft"),
+                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo | ulmfit | language | clip | peft"),
 }
 
 

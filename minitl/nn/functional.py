@@ -4,3 +4,4 @@ from ..ops import (binary_cross_entropy_with_logits, cross_entropy, dropout, emb
                    normalize, pad, relu, sigmoid, silu, softmax, softplus, tanh)
 from ..ops.conv import adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d  # noqa: F401,E402  (vision)
 from ..ops.attention import scaled_dot_product_attention  # noqa: F401,E402  (transformers)
+from ..ops.contrastive import clip_loss  # noqa: F401,E402  (CLIP)
