@@ -31,7 +31,6 @@ module or its weights are missing it builds the same architecture untrained and 
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -193,15 +192,12 @@ def text_backbone(kind="bert", fast=False, pretrained=True, train_if_missing=Fal
 
     pretrained=True loads the cached mini-BERT / mini-GPT of `minitl pretrain bert|gpt`
     (--fast: the tiny one); train_if_missing trains it first when it is not cached. Otherwise, and
-    where that module or those weights are missing, the same architecture is built with fresh
-    weights, and the sentence says so: an experiment prints it, so no run is ever silently
+    where those weights are missing, the same architecture is built with fresh weights, and the
+    sentence says so: an experiment prints it, so no run is ever silently
     without its pretraining."""
     if kind not in TEXT_KINDS:
         raise ValueError(f"text kind must be one of {TEXT_KINDS}, got {kind!r}")
-    if importlib.util.find_spec(__package__ + ".pretraining") is None:
-        return (_untrained_text_transformer(kind, fast),
-                f"UNTRAINED {kind} text encoder: minitl.models.pretraining (mini-BERT/GPT) is not in this checkout")
-    from . import pretraining  # any error of its own is a real one: it is not caught
+    from . import pretraining
 
     config = (pretraining.FAST_CONFIG if fast else pretraining.DEFAULT_CONFIG)[kind]["model"]
     path = pretraining.weights_path(kind, fast)
@@ -216,38 +212,6 @@ def text_backbone(kind="bert", fast=False, pretrained=True, train_if_missing=Fal
     why = "as asked" if not pretrained else f"no cached weights at {path}; run `minitl pretrain {kind}" + \
         (" --fast`" if fast else "`")
     return model, f"UNTRAINED mini-{kind.upper()} text encoder ({why})"
-
-
-class _FallbackTextTransformer(nn.Module):
-    """Until `minitl.models.text_transformer` is in the checkout: token + position embeddings
-    and a TransformerEncoder (BERT's post-norm or GPT's pre-norm), with its `encode` surface."""
-
-    def __init__(self, kind, vocab_size, max_len, d_model, num_layers, num_heads, dim_feedforward, dropout):
-        super().__init__()
-        self.config = dict(vocab_size=vocab_size, max_len=max_len, d_model=d_model)
-        self.token = nn.Embedding(vocab_size, d_model)
-        self.position = nn.Embedding(max_len, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout, activation="gelu",
-                                           batch_first=True, norm_first=kind == "gpt")
-        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model) if kind == "gpt" else None)
-        self.causal = kind == "gpt"
-
-    def encode(self, input_ids, attention_mask=None, pooling="mean"):
-        ids = np.asarray(input_ids.data if isinstance(input_ids, Tensor) else input_ids)
-        mask = ids != 0 if attention_mask is None else np.asarray(attention_mask) != 0
-        x = self.token(ids) + self.position(np.arange(ids.shape[1]))
-        hidden = self.encoder(x, src_key_padding_mask=~mask if not mask.all() else None, is_causal=self.causal)
-        if pooling == "last":
-            last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
-            return hidden, hidden[np.arange(len(ids)), last]
-        weights = Tensor((mask / mask.sum(1, keepdims=True)).astype(hidden.dtype))
-        return hidden, ops.sum(hidden * weights.unsqueeze(-1), dim=1)
-
-
-def _untrained_text_transformer(kind, fast):
-    size = dict(max_len=32, d_model=32, num_layers=2, num_heads=2, dim_feedforward=64) if fast else \
-        dict(max_len=64, d_model=128, num_layers=4, num_heads=4, dim_feedforward=512)
-    return _FallbackTextTransformer(kind, vocab_size=8000, dropout=0.1, **size)
 
 
 def text_encoder(kind="bert", fast=False, pretrained=True, train_if_missing=False, progress=True):
