@@ -6,8 +6,8 @@ The model is the classic word-level LSTM LM (Zaremba et al.'s "medium" shape, sm
 embedding of 256, 2 LSTM layers of 256, a 10,000-way Linear decoder; a batch of 32 sequences
 of 35 steps; cross-entropy over all 32 * 35 next-token predictions. One step = forward, loss,
 backward (BPTT through the 35 steps), Adam update. Both sides start from the same weights and
-are built by `training_step`, so the same lines are timed. The three sides alternate over
-three rounds (machine load drifts); each side's best round is reported.
+are built by `training_step`, so the same lines are timed. `harness.compare` alternates the
+three sides over three rounds (machine load drifts) and reports each side's best round.
 
     python benchmarks/bench_sequence.py [--threads N] [--repeat R] [--json PATH]
 
@@ -22,10 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # time this checkout's minitl
 
-from harness import header, parse_args, require_torch, timed, training_step, write_json  # noqa: E402
+from harness import compare, header, parse_args, print_table, require_torch, training_step, write_json  # noqa: E402
 
 VOCAB, EMBED, HIDDEN, LAYERS, BATCH, STEPS = 10_000, 256, 256, 2, 32, 35
-SIDES = ("reference", "fast", "torch")
 GOALS = {"fast": 2.0}
 
 
@@ -79,62 +78,20 @@ def torch_step(weights, tokens, targets):
                          torch.from_numpy(tokens), torch.from_numpy(targets))
 
 
-def on_path(fn, fast):
-    """fn run with minitl's fast paths on (fast=True) or on the reference code."""
-    import minitl
-
-    def run():
-        with minitl.fastpath.use(fast):
-            fn()
-
-    return run
-
-
-def compare_sides(ours, peer, threads, repeat, inner=2, rounds=3):
-    """Best-of-rounds seconds per step of the three sides, interleaved, all on `threads`."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    import minitl
-
-    torch.set_num_threads(threads)
-    set_threads = minitl.fastpath.set_num_threads
-    set_threads(threads)
-    sides = {"reference": on_path(ours, False), "fast": on_path(ours, True), "torch": peer}
-    times = {side: [] for side in SIDES}
-    with threadpool_limits(limits=threads):
-        for _ in range(rounds):
-            for side in SIDES:
-                times[side].append(timed(sides[side], repeat, inner))
-    best = {f"{side}_s": min(times[side]) for side in SIDES}
-    best["reference_ratio"] = best["reference_s"] / best["torch_s"]
-    best["fast_ratio"] = best["fast_s"] / best["torch_s"]
-    return best
-
-
 def main(argv=None):
     args = parse_args(__doc__, 3, argv)
     torch = require_torch("bench_sequence")
-    import minitl
-
-    tune = minitl.cpu_runtime.tune
-    tune()
     rng = np.random.default_rng(0)
     weights = lm_weights(rng)
     tokens = rng.integers(0, VOCAB, (STEPS + 1, BATCH)).astype(np.int64)
     inputs, targets = tokens[:-1], tokens[1:].reshape(-1)  # predict every next token
-    result = compare_sides(minitl_step(weights, inputs, targets), torch_step(weights, inputs, targets),
-                           args.threads, args.repeat)
-
     name = f"LSTM LM Adam step ({LAYERS}x{HIDDEN}, V={VOCAB:,}, B={BATCH}, T={STEPS})"
+    results = compare([(name, minitl_step(weights, inputs, targets), torch_step(weights, inputs, targets), 2)],
+                      args.threads, args.repeat)
     print(header(torch, args.threads))
-    print(f"{'case':<{len(name) + 2}}{'reference':>12}{'fast':>12}{'PyTorch':>12}{'ref/PT':>8}{'fast/PT':>8}  goal")
-    times = "".join(f"{result[f'{side}_s'] * 1e3:>9.1f} ms" for side in SIDES)
-    print(f"{name:<{len(name) + 2}}{times}{result['reference_ratio']:>7.2f}x{result['fast_ratio']:>7.2f}x"
-          f"  fast <= {GOALS['fast']}x")
-    result["goals"] = GOALS
-    write_json(args.json, args.threads, {name: result})
-    return result
+    print_table(results, {name: GOALS}, width=len(name) + 2)
+    write_json(args.json, args.threads, results)
+    return results[name]
 
 
 if __name__ == "__main__":

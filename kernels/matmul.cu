@@ -115,7 +115,7 @@ extern "C" __global__ void __launch_bounds__(TILE * TILE) sgemm_tiled(SGEMM_PARA
         const float* Bb = B + b * stride_b;
         float acc = 0.0f;  // C[row0 + ty][col0 + tx]
         // BEGIN EXERCISE gpu.sgemm_tiled
-        // hint: for k0 = 0, TILE, ... < K: load_tiles(As, Bs, ..., k0); __syncthreads(); acc += As[ty][k] * Bs[k][tx] for k < TILE; __syncthreads() again before the next load
+        // hint: acc = sum over tiles k0 = 0, TILE, ... < K of sum_k As[ty][k] Bs[k][tx]; per tile: load_tiles(..., k0), __syncthreads(), add, __syncthreads() before the next load
         for (int k0 = 0; k0 < K; k0 += TILE) {
             load_tiles(As, Bs, Ab, Bb, lda, ldb, trans_a, trans_b, M, N, K, row0, col0, k0);
             __syncthreads();  // the tiles are complete before anyone reads them

@@ -81,7 +81,7 @@ __device__ __forceinline__ float group_max(float v, unsigned mask, int lanes)
 __device__ __forceinline__ float group_sum(float v, unsigned mask, int lanes)
 {
     // BEGIN EXERCISE gpu.softmax_warp_sum
-    // hint: group_max with + for fmaxf: for o = lanes/2, ..., 2, 1: v += __shfl_xor_sync(mask, v, o); after log2(lanes) steps every lane holds the group's sum
+    // hint: as group_max, with + for fmaxf: for o = lanes/2, ..., 1: v += __shfl_xor_sync(mask, v, o); after log2(lanes) steps every lane holds the sum
     for (int o = lanes / 2; o > 0; o /= 2) v += __shfl_xor_sync(mask, v, o);
     return v;
     // END EXERCISE

@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # heavier subpackages load on first use, so `import minitl` stays quick
     import importlib
-    if name in ("data", "training", "models", "transfer", "embeddings"):
+    if name in ("data", "training", "models", "transfer", "embeddings", "elmo"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("fit", "evaluate"):
         return getattr(importlib.import_module(".training", __name__), name)

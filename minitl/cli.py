@@ -270,11 +270,13 @@ DELEGATED = {
     "word2vec": ("minitl.embeddings.cli", "word2vec_main",
                  "train word2vec (skip-gram/CBOW) on GCIDE or a text file and evaluate it"),
     "glove": ("minitl.embeddings.cli", "glove_main", "train GloVe vectors and evaluate them"),
-    "pretrain": ({"resnet-mini": ("minitl.pretrained", "pretrain_main")},
-                 "pretrain a model on the source task and cache it: pretrain resnet-mini"),
+    "pretrain": ({"resnet-mini": ("minitl.pretrained", "pretrain_main"),
+                  "elmo": ("minitl.elmo.pretraining", "pretrain_main")},
+                 "pretrain a model on the source task and cache it: pretrain resnet-mini | elmo"),
     "experiment": ({"transfer": ("minitl.experiments.transfer_table", "experiment_transfer_main"),
-                    "fashion-cnn": ("minitl.experiments.fashion_cnn", "main")},
-                   "run a chapter experiment: experiment transfer | fashion-cnn"),
+                    "fashion-cnn": ("minitl.experiments.fashion_cnn", "main"),
+                    "elmo": ("minitl.experiments.elmo_features", "experiment_elmo_main")},
+                   "run a chapter experiment: experiment transfer | fashion-cnn | elmo"),
 }
 
 

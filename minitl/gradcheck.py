@@ -7,7 +7,13 @@ relative error far below the bound used here, 1e-6; a wrong one is off by O(1).
 
 A non-scalar output is reduced to a scalar by a fixed random projection, sum(out * R),
 rather than a plain sum: the sum of a softmax is constant, so a plain sum would hide
-every bug in softmax's backward.
+every bug in softmax's backward. Its gradient with respect to `out` is R itself, so the
+backward pass starts from `out.backward(R)`: no Mul or Sum node is added, and a check of one
+op runs that op's backward and no other.
+
+`gradcheck_op` checks one `Function` alone: its `backward(ctx, grad)` called directly on the
+ctx its `forward` filled, against central differences of `forward` itself. No graph, no
+engine: a backward rule can be checked before `Tensor.backward` exists.
 """
 from __future__ import annotations
 
@@ -77,15 +83,71 @@ def gradcheck(fn, *inputs, eps=1e-6, bound=DEFAULT_BOUND, seed=0, raise_exceptio
         with no_grad():
             return float((fn(*args).data * projection).sum())
 
-    (out * Tensor(projection, dtype=np.float64)).sum().backward()
-    report = []
-    ok = True
-    for i, a in enumerate(checked):
-        analytic = np.zeros_like(a.data) if a.grad is None else a.grad
-        numeric = numerical_gradient(scalar_loss, a.data, eps)
-        err = relative_error(analytic, numeric)
+    out.backward(projection)  # d sum(out * R) / d out = R
+    analytic = [np.zeros_like(a.data) if a.grad is None else a.grad for a in checked]
+    numeric = [numerical_gradient(scalar_loss, a.data, eps) for a in checked]
+    return _verdict("gradcheck", analytic, numeric, bound, raise_exception)
+
+
+def gradcheck_op(op, *inputs, kwargs=None, eps=1e-6, bound=DEFAULT_BOUND, seed=0,
+                 raise_exception=True):
+    """Check the backward of one Function subclass `op` alone, without the engine.
+
+    `inputs` are `op.forward`'s positional arguments: each floating-point array is an input
+    that gets a gradient (copied to float64, in order, as `Op.apply` would pass Tensors);
+    anything else (integer targets, an index, None) is passed as it is. `kwargs` go to
+    `forward`. Then, as `Op.apply` and `Tensor.backward` would do it by hand::
+
+        ctx = op(); ctx.needs_input_grad = (True, ...); out = op.forward(ctx, *inputs)
+        grads = op.backward(ctx, R)        # R: a fixed random array of out's shape
+
+    and each gradient is compared with central differences of sum(op.forward(...) * R).
+    Returns True, or raises GradcheckError (returns False with raise_exception=False).
+    """
+    kwargs = dict(kwargs or {})
+    args = [np.array(x, dtype=np.float64) if _is_float_array(x) else x for x in inputs]
+    checked = [i for i, x in enumerate(inputs) if _is_float_array(x)]
+    if not checked:
+        raise ValueError(f"gradcheck_op: no floating-point array among the inputs of {op.__name__}")
+
+    def forward():
+        ctx = op()
+        ctx.needs_input_grad = (True,) * len(checked)
+        return ctx, op.forward(ctx, *args, **kwargs)
+
+    ctx, out = forward()
+    projection = np.asarray(np.random.default_rng(seed).standard_normal(np.shape(out)))
+    grads = op.backward(ctx, projection.copy())
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) != len(checked):
+        raise GradcheckError(f"gradcheck_op: {op.__name__}.backward returned {len(grads)} "
+                             f"gradient(s) for {len(checked)} floating-point input(s)")
+    analytic = []
+    for i, g in zip(checked, grads):
+        g = np.zeros_like(args[i]) if g is None else np.asarray(g)
+        if g.shape != args[i].shape:
+            raise GradcheckError(f"gradcheck_op: {op.__name__}.backward returned a gradient of "
+                                 f"shape {g.shape} for an input of shape {args[i].shape}")
+        analytic.append(g)
+
+    def scalar_loss():
+        return float((np.asarray(forward()[1]) * projection).sum())
+
+    numeric = [numerical_gradient(scalar_loss, args[i], eps) for i in checked]
+    return _verdict(f"gradcheck_op({op.__name__})", analytic, numeric, bound, raise_exception)
+
+
+def _is_float_array(x):
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
+
+
+def _verdict(name, analytic, numeric, bound, raise_exception):
+    """True when every input's relative error is below `bound`; else raise (or False)."""
+    report, ok = [], True
+    for i, (a, n) in enumerate(zip(analytic, numeric)):
+        err = relative_error(a, n)
         report.append(f"input {i} shape {a.shape}: relative error {err:.2e}")
         ok &= bool(err < bound)
     if not ok and raise_exception:
-        raise GradcheckError("gradcheck failed (bound %.0e):\n  " % bound + "\n  ".join(report))
+        raise GradcheckError(f"{name} failed (bound %.0e):\n  " % bound + "\n  ".join(report))
     return ok

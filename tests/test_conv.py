@@ -11,7 +11,6 @@ import minitl.nn.functional as F
 from minitl.ops.conv import adaptive_bins, im2col
 
 rng = np.random.default_rng(7)
-ex = pytest.mark.exercise
 
 
 @pytest.fixture(autouse=True)
@@ -37,19 +36,18 @@ CONV_CASES = [  # (x shape, weight shape, stride, padding)
 ]
 
 
-@ex("vision.conv2d_im2col")
-@ex("vision.conv2d_backward")
+@pytest.mark.exercise("vision.conv2d_backward")
 @pytest.mark.parametrize("xs,ws,stride,padding", CONV_CASES)
 def test_gradcheck_conv2d(xs, ws, stride, padding):
     assert tl.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), normal(*xs), normal(*ws), normal(ws[0]))
 
 
-@ex("vision.conv2d_backward")
+@pytest.mark.exercise("vision.conv2d_backward")
 def test_gradcheck_conv2d_no_bias():
     assert tl.gradcheck(lambda x, w: F.conv2d(x, w, None, 1, 1), normal(2, 2, 4, 4), normal(3, 2, 3, 3))
 
 
-@ex("vision.conv2d_im2col")
+@pytest.mark.exercise("vision.conv2d_im2col")
 def test_conv2d_matches_direct_sum():
     """eq. (conv) written out with loops over output pixels, on a small case."""
     x, w, b = normal(2, 3, 5, 6), normal(4, 3, 3, 2), normal(4)
@@ -66,7 +64,7 @@ def test_conv2d_matches_direct_sum():
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
-@ex("vision.conv2d_im2col")
+@pytest.mark.exercise("vision.conv2d_im2col")
 def test_im2col_columns_are_patches():
     x = np.arange(2 * 3 * 4 * 4, dtype=np.float64).reshape(2, 3, 4, 4)
     cols, (ho, wo) = im2col(x, (2, 2), (2, 2), (0, 0))
@@ -75,13 +73,13 @@ def test_im2col_columns_are_patches():
     np.testing.assert_array_equal(cols[:, 1 * 4 + 1 * 2 + 0], x[1, :, 2:4, 0:2].reshape(-1))
 
 
-@ex("vision.maxpool_backward")
+@pytest.mark.exercise("vision.maxpool_backward")
 @pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), (2, 1, 0), ((2, 3), (1, 2), (1, 0))])
 def test_gradcheck_max_pool(kernel, stride, padding):
     assert tl.gradcheck(lambda x: F.max_pool2d(x, kernel, stride, padding), distinct(2, 2, 5, 6))
 
 
-@ex("vision.maxpool_backward")
+@pytest.mark.exercise("vision.maxpool_backward")
 def test_max_pool_gradient_goes_to_the_maximum_only():
     x = tl.tensor(np.array([[[[1.0, 5.0], [3.0, 2.0]]]]), requires_grad=True)
     F.max_pool2d(x, 2).sum().backward()
@@ -103,13 +101,13 @@ def test_adaptive_bins_cover_the_axis():
     assert adaptive_bins(4, 1) == [(0, 4)]
 
 
-@ex("vision.batchnorm_backward")
+@pytest.mark.exercise("vision.batchnorm_backward")
 def test_gradcheck_batch_norm_training():
     assert tl.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
                         normal(3, 2, 3, 4), normal(2), normal(2))
 
 
-@ex("vision.batchnorm_backward")
+@pytest.mark.exercise("vision.batchnorm_backward")
 def test_gradcheck_batch_norm_eval_and_1d():
     mean, var = normal(3), rng.uniform(0.5, 2.0, 3)
     assert tl.gradcheck(lambda x, w, b: F.batch_norm(x, mean, var, w, b, training=False),

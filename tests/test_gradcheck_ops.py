@@ -2,12 +2,23 @@
 
 Inputs avoid the kinks of relu/abs/max/clamp (no element within 0.1 of a kink), where the
 numerical derivative is not defined.
+
+Two kinds of check: `tl.gradcheck` runs an expression through the engine (Tensor.backward,
+so also autograd.topological_sort), and `gradcheck_op` checks one backward rule alone, called
+on the ctx its forward filled. The second kind lets a student do lesson 1's backward rules
+before, and apart from, the engine.
 """
 import numpy as np
 import pytest
 
 import minitl as tl
 import minitl.nn.functional as F
+from minitl.gradcheck import gradcheck_op
+from minitl.ops.elementwise import Add, Exp, Log, Mul
+from minitl.ops.linalg import Linear, MatMul
+from minitl.ops.nn_ops import CrossEntropy, LayerNorm, Softmax
+from minitl.ops.reduce import Sum
+from minitl.ops.shape import GetItem
 
 rng = np.random.default_rng(1234)
 
@@ -31,14 +42,15 @@ def check(fn, *inputs):
 
 # (name, fn, inputs, exercise ids)
 CASES = [
-    ("add broadcast", lambda a, b: a + b, [normal(3, 4), normal(4)], ["autograd.add_backward", "autograd.unbroadcast"]),
-    ("add broadcast both", lambda a, b: a + b, [normal(2, 1, 4), normal(3, 1)], ["autograd.add_backward", "autograd.unbroadcast"]),
+    ("add broadcast", lambda a, b: a + b, [normal(3, 4), normal(4)], ["autograd.add_backward"]),
+    ("add broadcast both", lambda a, b: a + b, [normal(2, 1, 4), normal(3, 1)], ["autograd.add_backward"]),
     ("add scalar", lambda a: a + 2.5, [normal(3)], ["autograd.add_backward"]),
     ("sub broadcast", lambda a, b: a - b, [normal(2, 3), normal(2, 1)], ["autograd.unbroadcast"]),
     ("rsub", lambda a: 1.0 - a, [normal(3)], []),
-    ("mul broadcast", lambda a, b: a * b, [normal(2, 3, 4), normal(3, 1)], ["autograd.mul_backward", "autograd.unbroadcast"]),
+    ("mul broadcast", lambda a, b: a * b, [normal(2, 3, 4), normal(3, 1)], ["autograd.mul_backward"]),
     ("mul same", lambda a: a * a, [normal(5)], ["autograd.mul_backward"]),
-    ("div", lambda a, b: a / b, [normal(3, 4), positive(4)], []),
+    ("div", lambda a, b: a / b, [normal(3, 4), positive(4)], ["autograd.unbroadcast"]),
+    ("div broadcast both", lambda a, b: a / b, [normal(2, 1, 3), positive(4, 1)], ["autograd.unbroadcast"]),
     ("rdiv", lambda a: 2.0 / a, [positive(3)], []),
     ("neg", lambda a: -a, [normal(3)], []),
     ("pow const", lambda a: a ** 3, [normal(3, 2)], []),
@@ -149,6 +161,7 @@ def test_gradcheck_add(fn, inputs):
     run_case(fn, inputs)
 
 
+# Sub and Div: binary ops whose backward is no exercise, so these check unbroadcast alone.
 @pytest.mark.exercise("autograd.unbroadcast")
 @pytest.mark.parametrize("fn,inputs", cases_of("autograd.unbroadcast"))
 def test_gradcheck_broadcasting(fn, inputs):
@@ -197,7 +210,6 @@ def test_gradcheck_softmax(fn, inputs):
     run_case(fn, inputs)
 
 
-@pytest.mark.exercise("nn.linear_forward")
 @pytest.mark.exercise("nn.linear_backward")
 @pytest.mark.parametrize("fn,inputs", cases_of("nn.linear_backward"))
 def test_gradcheck_linear(fn, inputs):
@@ -220,7 +232,6 @@ CE_CASES = [
 ]
 
 
-@pytest.mark.exercise("autograd.cross_entropy_forward")
 @pytest.mark.exercise("autograd.cross_entropy_backward")
 @pytest.mark.parametrize("kwargs", [c[1] for c in CE_CASES], ids=[c[0] for c in CE_CASES])
 def test_gradcheck_cross_entropy(kwargs):
@@ -235,6 +246,124 @@ def test_gradcheck_cross_entropy_sequence_layout():
     logits = tl.tensor(normal(2, 4, 3), dtype="float64")
     target = np.array([[0, 3, 1], [2, 2, 0]])
     check(lambda z: F.cross_entropy(z, target), logits)
+
+
+# Each backward rule alone: Op.backward(ctx, grad) against central differences of Op.forward,
+# with no graph and no Tensor.backward in between. A rule's test needs no other exercise but
+# what the rule itself calls (unbroadcast, for the binary ops; its own forward).
+
+TARGET = np.array([0, 1, 3, 1, 2, 0])
+
+ALONE = [  # (name, Function, forward's positional inputs, forward's keyword arguments, exercise)
+    ("add", Add, [normal(3, 4), normal(3, 4)], {}, "autograd.add_backward"),
+    ("add broadcast", Add, [normal(3, 4), normal(4)], {}, "autograd.add_backward"),
+    ("add broadcast both", Add, [normal(2, 1, 4), normal(3, 1)], {}, "autograd.add_backward"),
+    ("mul", Mul, [normal(3, 4), normal(3, 4)], {}, "autograd.mul_backward"),
+    ("mul broadcast", Mul, [normal(2, 3, 4), normal(3, 1)], {}, "autograd.mul_backward"),
+    ("mul scalar", Mul, [normal(2, 3), normal()], {}, "autograd.mul_backward"),
+    ("sum all", Sum, [normal(3, 4)], {}, "autograd.sum_backward"),
+    ("sum axis", Sum, [normal(3, 4, 2)], dict(axis=1), "autograd.sum_backward"),
+    ("sum axes keepdims", Sum, [normal(3, 4, 2)], dict(axis=(0, 2), keepdims=True), "autograd.sum_backward"),
+    ("sum negative axis", Sum, [normal(3, 4)], dict(axis=-1), "autograd.sum_backward"),
+    ("matmul 2d", MatMul, [normal(3, 4), normal(4, 5)], {}, "autograd.matmul_backward"),
+    ("matmul broadcast batch", MatMul, [normal(2, 1, 3, 4), normal(3, 4, 2)], {}, "autograd.matmul_backward"),
+    ("matmul shared weight", MatMul, [normal(2, 3, 4), normal(4, 5)], {}, "autograd.matmul_backward"),
+    ("matmul vec-mat", MatMul, [normal(4), normal(4, 3)], {}, "autograd.matmul_backward"),
+    ("matmul mat-vec", MatMul, [normal(3, 4), normal(4)], {}, "autograd.matmul_backward"),
+    ("matmul vec-vec", MatMul, [normal(4), normal(4)], {}, "autograd.matmul_backward"),
+    ("exp", Exp, [normal(3, 3)], {}, "autograd.exp_backward"),
+    ("log", Log, [positive(3, 3)], {}, "autograd.log_backward"),
+    ("index slice", GetItem, [normal(3, 4), (slice(1, None), slice(None, None, 2))], {}, "autograd.getitem_backward"),
+    ("index int", GetItem, [normal(3, 4), 1], {}, "autograd.getitem_backward"),
+    ("index repeated ints", GetItem, [normal(3, 2), np.array([0, 2, 0, 0])], {}, "autograd.getitem_backward"),
+    ("index pairs", GetItem, [normal(2, 3), (np.array([0, 1, 1]), np.array([2, 0, 2]))], {}, "autograd.getitem_backward"),
+    ("index bool mask", GetItem, [normal(3, 2), np.array([True, False, True])], {}, "autograd.getitem_backward"),
+    ("softmax", Softmax, [normal(3, 5)], {}, "autograd.softmax_backward"),
+    ("softmax axis 0", Softmax, [normal(3, 5)], dict(axis=0), "autograd.softmax_backward"),
+    ("linear", Linear, [normal(4, 3), normal(5, 3), normal(5)], {}, "nn.linear_backward"),
+    ("linear batched no bias", Linear, [normal(2, 4, 3), normal(5, 3)], {}, "nn.linear_backward"),
+    *[(f"cross_entropy {name}", CrossEntropy, [normal(6, 4), TARGET], kwargs, "autograd.cross_entropy_backward")
+      for name, kwargs in CE_CASES],
+    ("layer_norm", LayerNorm, [normal(3, 4), normal(4), normal(4)], {}, "nn.layer_norm_backward"),
+    ("layer_norm 2 axes", LayerNorm, [normal(2, 2, 3), normal(2, 3), normal(2, 3)], dict(ndim=2),
+     "nn.layer_norm_backward"),
+]
+
+
+def alone_cases(exercise):
+    return [pytest.param(op, inputs, kwargs, id=name)
+            for name, op, inputs, kwargs, ex_id in ALONE if ex_id == exercise]
+
+
+@pytest.mark.exercise("autograd.add_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.add_backward"))
+def test_add_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.mul_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.mul_backward"))
+def test_mul_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.sum_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.sum_backward"))
+def test_sum_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.matmul_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.matmul_backward"))
+def test_matmul_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.exp_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.exp_backward"))
+def test_exp_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.log_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.log_backward"))
+def test_log_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.getitem_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.getitem_backward"))
+def test_getitem_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.softmax_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.softmax_backward"))
+def test_softmax_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("nn.linear_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("nn.linear_backward"))
+def test_linear_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("autograd.cross_entropy_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("autograd.cross_entropy_backward"))
+def test_cross_entropy_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+@pytest.mark.exercise("nn.layer_norm_backward")
+@pytest.mark.parametrize("op,inputs,kwargs", alone_cases("nn.layer_norm_backward"))
+def test_layer_norm_backward_alone(op, inputs, kwargs):
+    assert gradcheck_op(op, *inputs, kwargs=kwargs)
+
+
+def test_every_backward_exercise_of_lessons_1_and_2_has_a_check_alone():
+    engine_level = {ex_id for *_, exercises in CASES for ex_id in exercises} - {"autograd.unbroadcast"}
+    assert engine_level <= {ex_id for *_, ex_id in ALONE}
 
 
 def test_gradcheck_dropout_with_fixed_mask():
@@ -272,6 +401,38 @@ def test_gradcheck_catches_a_wrong_backward():
     with pytest.raises(tl.GradcheckError, match="relative error"):
         tl.gradcheck(lambda a: BadSquare.apply(a), x)
     assert tl.gradcheck(lambda a: BadSquare.apply(a), x, raise_exception=False) is False
+
+
+def test_gradcheck_op_catches_a_wrong_backward_and_a_wrong_shape():
+    class BadSquare(tl.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a * a
+
+        @staticmethod
+        def backward(ctx, grad):
+            (a,) = ctx.saved_tensors
+            return grad * a  # should be 2a
+
+    class SquareSummedGradient(tl.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a * a
+
+        @staticmethod
+        def backward(ctx, grad):
+            (a,) = ctx.saved_tensors
+            return (2 * grad * a).sum(0)  # the right numbers, summed to the wrong shape
+
+    with pytest.raises(tl.GradcheckError, match=r"(?s)gradcheck_op\(BadSquare\) failed.*relative error"):
+        gradcheck_op(BadSquare, normal(3))
+    assert gradcheck_op(BadSquare, normal(3), raise_exception=False) is False
+    with pytest.raises(tl.GradcheckError, match=r"shape \(2,\) for an input of shape \(3, 2\)"):
+        gradcheck_op(SquareSummedGradient, normal(3, 2))
+    with pytest.raises(ValueError, match="no floating-point array"):
+        gradcheck_op(GetItem, np.arange(3), 1)
 
 
 def test_gradcheck_of_softmax_sum_is_not_vacuous():

@@ -334,3 +334,63 @@ def test_new_activation_modules_and_functions_exist():
     np.testing.assert_allclose(nn.Softplus()(x).data, np.log1p(np.exp(x.data)), rtol=1e-6)
     np.testing.assert_allclose(nn.LogSigmoid()(x).data, -np.log1p(np.exp(-x.data)), rtol=1e-6)
     assert repr(nn.Softplus(beta=2)) == "Softplus(beta=2, threshold=20.0)"
+
+
+# Forward passes by hand, without PyTorch, and without running any backward: the tests of the
+# forward exercises need nothing that comes after them.
+
+@pytest.mark.exercise("nn.linear_forward")
+def test_linear_forward_is_x_times_w_transposed_plus_b(rng):
+    x, w, b = rng.standard_normal((2, 4, 3)), rng.standard_normal((5, 3)), rng.standard_normal(5)
+    F = nn.functional
+    out = F.linear(tl.tensor(x, dtype="float64"), tl.tensor(w, dtype="float64"), tl.tensor(b, dtype="float64"))
+    assert out.shape == (2, 4, 5)
+    np.testing.assert_allclose(out.data, x @ w.T + b, rtol=1e-12)
+    one = F.linear(tl.tensor(x[0, 0], dtype="float64"), tl.tensor(w, dtype="float64"))  # a single vector, no bias
+    assert one.shape == (5,)
+    np.testing.assert_allclose(one.data, w @ x[0, 0], rtol=1e-12)
+
+
+@pytest.mark.exercise("autograd.cross_entropy_forward")
+def test_cross_entropy_forward_by_hand(rng):
+    F = nn.functional
+    logits = rng.standard_normal((5, 4))
+    target = np.array([0, 3, 1, -100, 2])
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    rows = [0, 1, 2, 4]  # row 3 is ignored
+    nll = -logp[rows, target[rows]]
+    z = tl.tensor(logits, dtype="float64")
+    np.testing.assert_allclose(F.cross_entropy(z, target).item(), nll.mean(), rtol=1e-12)
+    np.testing.assert_allclose(F.cross_entropy(z, target, reduction="sum").item(), nll.sum(), rtol=1e-12)
+    per_row = F.cross_entropy(z, target, reduction="none").data
+    np.testing.assert_allclose(per_row[rows], nll, rtol=1e-12)
+    assert per_row[3] == 0
+    eps = 0.2  # label smoothing: target distribution (1 - eps) one_hot + eps / C
+    smooth = (1 - eps) * nll - eps * logp[rows].mean(1)
+    np.testing.assert_allclose(F.cross_entropy(z, target, label_smoothing=eps).item(), smooth.mean(), rtol=1e-12)
+    huge = F.cross_entropy(tl.tensor([[1000.0, 0.0]], dtype="float64"), np.array([1]))
+    assert huge.item() == pytest.approx(1000.0)  # stable: no exp of 1000
+
+
+def test_layers_that_share_code_are_not_kinds_of_each_other():
+    """Average pooling is no max pooling, and BatchNorm1d no BatchNorm2d: each shares its code
+    through a private base (as PyTorch's _BatchNorm), so isinstance tells them apart."""
+    assert not isinstance(nn.AvgPool2d(2), nn.MaxPool2d)
+    assert not isinstance(nn.MaxPool2d(2), nn.AvgPool2d)
+    assert not isinstance(nn.BatchNorm1d(4), nn.BatchNorm2d)
+    assert not isinstance(nn.BatchNorm2d(4), nn.BatchNorm1d)
+    x = tl.tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.MaxPool2d(2)(x).data, [[[[5, 7], [13, 15]]]])
+    np.testing.assert_array_equal(nn.AvgPool2d(2)(x).data, [[[[2.5, 4.5], [10.5, 12.5]]]])
+    assert repr(nn.AvgPool2d(2)) == "AvgPool2d(kernel_size=2, stride=2, padding=0)"
+    assert set(nn.BatchNorm1d(3).state_dict()) == set(nn.BatchNorm2d(3).state_dict())
+
+
+def test_batch_norms_name_the_inputs_they_accept():
+    assert nn.BatchNorm1d(3)(tl.randn(4, 3)).shape == (4, 3)
+    assert nn.BatchNorm1d(3)(tl.randn(4, 3, 5)).shape == (4, 3, 5)
+    assert nn.BatchNorm2d(3)(tl.randn(4, 3, 2, 2)).shape == (4, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected a 4-D input \(N, C, H, W\), got shape \(4, 3\)"):
+        nn.BatchNorm2d(3)(tl.randn(4, 3))
+    with pytest.raises(ValueError, match=r"BatchNorm1d: expected a 2-D .* got shape \(4, 3, 2, 2\)"):
+        nn.BatchNorm1d(3)(tl.randn(4, 3, 2, 2))

@@ -21,11 +21,9 @@ def broadcastable_pair(draw):
     return a, b
 
 
-@pytest.mark.exercise("autograd.unbroadcast")
-@pytest.mark.exercise("autograd.add_backward")
-@pytest.mark.exercise("autograd.mul_backward")
-@given(broadcastable_pair(), st.sampled_from(["add", "sub", "mul"]))
-def test_broadcast_binary_ops_match_numpy(pair, op):
+def check_broadcast_binary_op(pair, op):
+    """`op` on a broadcastable pair agrees with NumPy, and d(sum of the output)/da is what
+    brute force says: each element of `a` gets the sum of its contributions."""
     a, b = pair
     ta, tb = tl.tensor(a, requires_grad=True), tl.tensor(b, requires_grad=True)
     out = {"add": ta + tb, "sub": ta - tb, "mul": ta * tb}[op]
@@ -33,10 +31,12 @@ def test_broadcast_binary_ops_match_numpy(pair, op):
     np.testing.assert_allclose(out.data, expected, rtol=1e-6)
     assert out.shape == np.broadcast_shapes(a.shape, b.shape)
     out.backward(np.ones(out.shape, np.float32))
-    if op == "add" and a.size:
-        # broadcasting uses every element of `a` the same number of times, out.size / a.size,
-        # and each use contributes 1 to d(sum)/da
+    if op in ("add", "sub") and a.size and b.size:
+        # broadcasting uses every element of an input the same number of times, out.size /
+        # its size, and each use contributes 1 to d(sum)/da (and +1 or -1 to d(sum)/db)
+        sign = 1 if op == "add" else -1
         np.testing.assert_allclose(ta.grad, np.full(a.shape, out.data.size / a.size), rtol=1e-6)
+        np.testing.assert_allclose(tb.grad, np.full(b.shape, sign * out.data.size / b.size), rtol=1e-6)
     if op == "mul":
         # brute force: d(sum(a*b))/da_i = sum of the b's that a_i met, found by perturbing one-hot
         for i in range(a.size):
@@ -45,6 +45,27 @@ def test_broadcast_binary_ops_match_numpy(pair, op):
             expected = (np.broadcast_to(one_hot.reshape(a.shape), out.shape) * np.broadcast_to(b, out.shape)).sum()
             assert ta.grad.reshape(-1)[i] == pytest.approx(expected, rel=1e-5, abs=1e-4)
     assert ta.grad.shape == a.shape and tb.grad.shape == b.shape
+
+
+# One test per op, each marked with the exercise it checks: sub's backward is no exercise,
+# so its test checks unbroadcast alone.
+
+@pytest.mark.exercise("autograd.unbroadcast")
+@given(broadcastable_pair())
+def test_broadcast_sub_matches_numpy(pair):
+    check_broadcast_binary_op(pair, "sub")
+
+
+@pytest.mark.exercise("autograd.add_backward")
+@given(broadcastable_pair())
+def test_broadcast_add_matches_numpy(pair):
+    check_broadcast_binary_op(pair, "add")
+
+
+@pytest.mark.exercise("autograd.mul_backward")
+@given(broadcastable_pair())
+def test_broadcast_mul_matches_numpy(pair):
+    check_broadcast_binary_op(pair, "mul")
 
 
 @pytest.mark.exercise("autograd.unbroadcast")

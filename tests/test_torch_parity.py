@@ -76,11 +76,23 @@ def test_gelu_matches_pytorch(approximate):
             rng.standard_normal((4, 5)), rtol=1e-7, atol=1e-9)
 
 
+CE_KWARGS = [dict(), dict(reduction="sum"), dict(reduction="none"), dict(ignore_index=2),
+             dict(label_smoothing=0.1), dict(label_smoothing=0.3, ignore_index=0)]
+
+
 @pytest.mark.exercise("autograd.cross_entropy_forward")
+@pytest.mark.parametrize("kwargs", CE_KWARGS)
+def test_cross_entropy_values_match_pytorch(kwargs):
+    """The forward alone (no backward runs), so it checks cross_entropy_forward by itself."""
+    logits = rng.standard_normal((7, 5))
+    target = np.array([0, 2, 4, 1, 2, 3, 0])
+    ours = F.cross_entropy(tl.tensor(logits, dtype="float64"), target, **kwargs)
+    theirs = TF.cross_entropy(torch.tensor(logits), torch.tensor(target), **kwargs)
+    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.exercise("autograd.cross_entropy_backward")
-@pytest.mark.parametrize("kwargs", [dict(), dict(reduction="sum"), dict(reduction="none"),
-                                    dict(ignore_index=2), dict(label_smoothing=0.1),
-                                    dict(label_smoothing=0.3, ignore_index=0)])
+@pytest.mark.parametrize("kwargs", CE_KWARGS)
 def test_cross_entropy_matches_pytorch(kwargs):
     logits = rng.standard_normal((7, 5))
     target = np.array([0, 2, 4, 1, 2, 3, 0])
@@ -105,6 +117,21 @@ def test_nll_mse_bce_match_pytorch():
 
 
 @pytest.mark.exercise("nn.linear_forward")
+def test_linear_layer_values_match_pytorch():
+    """The forward alone (no backward runs), so it checks linear_forward by itself."""
+    tl.manual_seed(0)
+    ours = tl.nn.Linear(5, 3).double()
+    theirs = torch.nn.Linear(5, 3).double()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(ours.weight.data))
+        theirs.bias.copy_(torch.tensor(ours.bias.data))
+    for shape in [(5,), (4, 5), (2, 4, 5)]:
+        x = rng.standard_normal(shape)
+        with torch.no_grad():
+            expected = theirs(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(ours(tl.tensor(x, dtype="float64")).data, expected, rtol=1e-12)
+
+
 @pytest.mark.exercise("nn.linear_backward")
 def test_linear_layer_matches_pytorch():
     tl.manual_seed(0)

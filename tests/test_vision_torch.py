@@ -40,6 +40,16 @@ def check_conv2d(xs, ws, stride, padding):
 
 
 @pytest.mark.exercise("vision.conv2d_im2col")
+@pytest.mark.parametrize("xs,ws,stride,padding", CONV_CASES)
+def test_conv2d_values(xs, ws, stride, padding):
+    """The forward alone (no backward runs), so it checks conv2d_im2col by itself."""
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    ours = F.conv2d(tl.tensor(x, dtype="float64"), tl.tensor(w, dtype="float64"), tl.tensor(b, dtype="float64"),
+                    stride, padding)
+    theirs = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride, padding)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.exercise("vision.conv2d_backward")
 @pytest.mark.parametrize("xs,ws,stride,padding", CONV_CASES)
 def test_conv2d(xs, ws, stride, padding):

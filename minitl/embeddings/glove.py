@@ -88,7 +88,7 @@ def glove_loss(w_i, w_j, b_i, b_j, log_x, f):
     Returns ``(loss, grad_w_i, grad_w_j, grad_b_i, grad_b_j)`` for loss = 1/2 sum f diff^2.
     """
     # BEGIN EXERCISE embeddings.glove_loss
-    # hint: diff = sum(w_i * w_j, axis=1) + b_i + b_j - log_x; loss = 0.5 * sum(f * diff**2); with g = f * diff: grad_w_i = g[:, None] * w_j, grad_w_j = g[:, None] * w_i, grad_b_i = grad_b_j = g
+    # hint: e = w_i . w_j + b_i + b_j - log X_ij (per row); loss = 1/2 sum f e^2; with g = f e: dw_i = g w_j, dw_j = g w_i, db_i = db_j = g
     diff = (w_i * w_j).sum(axis=1) + b_i + b_j - log_x
     g = f * diff
     loss = 0.5 * (g * diff).sum()

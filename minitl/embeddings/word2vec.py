@@ -143,7 +143,7 @@ def sgns_loss(v: np.ndarray, u: np.ndarray):
     dL/ds = sigmoid(s) - y: the same "prediction minus target" as logistic regression.
     """
     # BEGIN EXERCISE embeddings.sgns_loss
-    # hint: s = einsum("bkd,bd->bk", u, v); loss = sum softplus(-s[:, 0]) + sum softplus(s[:, 1:]); g = sigmoid(s) - y (y: 1 in column 0, else 0); grad_v = sum_k g_k u_k; grad_u = g_k v
+    # hint: s_k = u_k . v; loss = sum softplus(-s_0) + sum_(k>0) softplus(s_k); g = sigmoid(s) - y (y = 1 for k = 0, else 0); grad_v = sum_k g_k u_k, grad_u_k = g_k v
     scores = np.einsum("bkd,bd->bk", u, v)                    # s_k = u_k . v
     labels = np.zeros_like(scores)
     labels[:, 0] = 1                                          # y: the true word 1, the negatives 0

@@ -1,5 +1,5 @@
-"""Vision layers: Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and BatchNorm2d, each a thin
-Module over a function of `minitl.ops.conv` (where the math and its comments live).
+"""Vision layers: Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm2d and BatchNorm1d,
+each a thin Module over a function of `minitl.ops.conv` (where the math and its comments live).
 
 Chapter: "Transfer learning in computer vision". BatchNorm's running statistics are buffers,
 not parameters: they are saved in `state_dict()` and travel with a pretrained model, but no
@@ -41,19 +41,28 @@ class Conv2d(Module):
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """What the 2-D poolings share (their arguments and repr), as PyTorch's private
+    `_MaxPoolNd` / `_AvgPoolNd` bases; neither pooling is a kind of the other."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-
-    def forward(self, x):
-        return C.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    """The largest value of each kernel_size window (stride defaults to kernel_size)."""
+
+    def forward(self, x):
+        return C.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each kernel_size window (stride defaults to kernel_size)."""
+
     def forward(self, x):
         return C.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
@@ -70,9 +79,11 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size}"
 
 
-class BatchNorm2d(Module):
+class _BatchNorm(Module):
     """Per-channel batch normalisation (eq. BN) with learnable gamma (`weight`) and beta
-    (`bias`), and `running_mean` / `running_var` buffers updated while training."""
+    (`bias`), and `running_mean` / `running_var` buffers updated while training. The private
+    base of BatchNorm1d and BatchNorm2d, as PyTorch's `_BatchNorm`: they differ only in the
+    inputs they accept, and neither is a kind of the other."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
         super().__init__()
@@ -88,7 +99,11 @@ class BatchNorm2d(Module):
         else:
             self.running_mean = self.running_var = None
 
+    def _check_input_dim(self, x):
+        raise NotImplementedError
+
     def forward(self, x):
+        self._check_input_dim(x)
         return C.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             self.training, self.momentum, self.eps)
 
@@ -96,5 +111,18 @@ class BatchNorm2d(Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
-class BatchNorm1d(BatchNorm2d):
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of images (N, C, H, W): statistics per channel over N, H and W."""
+
+    def _check_input_dim(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"{type(self).__name__}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+
+
+class BatchNorm1d(_BatchNorm):
     """The same normalisation for (N, C) or (N, C, L) inputs: statistics over all axes but 1."""
+
+    def _check_input_dim(self, x):
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{type(self).__name__}: expected a 2-D (N, C) or 3-D (N, C, L) input, "
+                             f"got shape {tuple(x.shape)}")

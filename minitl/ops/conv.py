@@ -273,7 +273,7 @@ class BatchNorm(Function):
         xhat, rstd, weight = ctx.saved_tensors
         axes = ctx.axes
         # BEGIN EXERCISE vision.batchnorm_backward
-        # hint: sums and means over axes (N, H, W): dbeta = sum(dy), dgamma = sum(dy * xhat); g = dy * gamma; dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), or rstd * g with running stats
+        # hint: sums and means over (N, H, W): dbeta = sum dy, dgamma = sum dy xhat; g = dy gamma; dx = rstd (g - mean g - xhat mean(g xhat)), or rstd g with running statistics
         dbeta = grad.sum(axis=axes)
         dgamma = (grad * xhat).sum(axis=axes)
         g = grad * per_channel(weight, grad.ndim)

@@ -99,7 +99,7 @@ class CrossEntropy(Function):
             raise IndexError(f"cross_entropy: targets must lie in [0, {num_classes}) or equal "
                              f"ignore_index={ignore_index}; found {bad.tolist()}")
         # BEGIN EXERCISE autograd.cross_entropy_forward
-        # hint: per row, loss = -(1 - eps) * logp[target] - eps * mean(logp) with logp = stable_log_softmax(logits, axis=1); zero the ignored rows; 'mean' divides by the number of rows not ignored
+        # hint: logp = stable_log_softmax(logits, axis=1); loss_n = -(1 - eps) logp[n, y_n] - eps mean_c logp[n, c], 0 on ignored rows; 'mean' divides the sum by the rows kept
         logp = stable_log_softmax(logits, axis=1)
         rows = xp.arange(n)
         losses = -logp[rows, safe_target]
@@ -123,7 +123,7 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         # BEGIN EXERCISE autograd.cross_entropy_backward
-        # hint: d loss_row / d logits = softmax(logits) - target_distribution, where the target distribution is (1 - eps) * one_hot + eps / C; scale rows by the incoming gradient (divided by the count for 'mean') and zero the ignored rows
+        # hint: dlogits_n = grad_n (softmax(logits_n) - q_n) with q_n = (1 - eps) onehot(y_n) + eps / C; grad_n = grad / count for 'mean'; 0 on ignored rows
         logp, target, valid = ctx.saved_tensors
         xp = xp_of(logp)
         n, num_classes = logp.shape
@@ -206,7 +206,7 @@ class LayerNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         # BEGIN EXERCISE nn.layer_norm_backward
-        # hint: with g = grad * weight: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the normalized axes; dweight = sum of grad * xhat and dbias = sum of grad over the other (batch) axes
+        # hint: g = grad * weight; dx = rstd (g - mean(g) - xhat mean(g xhat)), means over the normalized axes; dweight = sum(grad xhat), dbias = sum(grad), sums over the batch axes
         xhat, rstd, weight = ctx.saved_tensors
         axes = ctx.axes
         batch_axes = tuple(range(xhat.ndim - len(axes)))

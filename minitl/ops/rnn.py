@@ -96,9 +96,9 @@ class LSTMCellFunction(Function):
         xp = xp_of(grad)
         dh, dc_next = grad[0], grad[1]  # the gradients of h' and of c'
         # BEGIN EXERCISE rnn.lstm_cell_backward
-        # hint: dc = dh*o*(1-tanh(c')^2) + dc'; do = dh*tanh(c'), di = dc*g, dg = dc*i, df = dc*c;
-        # hint: da = d(gate) * gate'; dx = da W_ih, dh = da W_hh, dc = dc*f, dW_ih = da^T x,
-        # hint: dW_hh = da^T h, db = sum da
+        # hint: dc = dh o (1 - tanh^2 c') + dc'; da = [dc g, dc c, dc i, dh tanh c'] times the
+        # hint: derivatives of gates i, f, g, o; dx = da W_ih, dh = da W_hh, dc f;
+        # hint: dW_ih = da^T x, dW_hh = da^T h, db = sum da
         dc = dh * o * (1 - tanh_c * tanh_c) + dc_next
         do = dh * tanh_c
         di, dg, df = dc * g, dc * i, dc * c

@@ -88,7 +88,7 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, grad):
         # BEGIN EXERCISE autograd.getitem_backward
-        # hint: start from zeros of the input's shape and put grad where the elements came from; integer-array indices can pick one element twice, so add them up with scatter_add (np.add.at), not with assignment
+        # hint: dx = zeros like x; dx[index] += grad, and an element that an integer-array index picks twice gets both: scatter_add(dx, index, grad), not assignment
         xp = xp_of(grad)
         out = xp.zeros(ctx.shape, dtype=grad.dtype)
         if ctx.advanced:
