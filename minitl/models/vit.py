@@ -12,12 +12,17 @@ N + 1 tokens; the CLS token's output after a final layer norm, y = LN(z_L^0), is
 feature, and a linear head classifies it. There is no convolution: `patchify` is a reshape.
 
 The position embeddings belong to a grid of (H/p) x (W/p) patches. For another image size the
-grid changes, and `interpolate_pos` resamples the learned grid bilinearly (the CLS entry is
+grid changes, and `interpolate_pos_embed` resamples the learned grid bilinearly (the CLS entry is
 kept), as fine-tuning at a higher resolution does (Dosovitskiy et al. 2021, section 3.2).
 
 Parameter names follow a plain layout the transfer and PEFT tools can walk:
 `embeddings.patch_embed.proj`, `embeddings.cls_token`, `embeddings.pos_embed`,
 `encoder.layers.<k>` (PyTorch's TransformerEncoderLayer names inside), `encoder.norm`, `head`.
+Every Linear layer carries PyTorch's name, so PEFT's `target_modules` read as they would
+there: `self_attn.out_proj`, `linear1`, `linear2` in each layer (the query, key and value
+projections are PyTorch's packed `self_attn.in_proj_weight`), `embeddings.patch_embed.proj`
+and `head`. `model.features(x)` is the image's feature vector (the CLS token), of width
+`model.num_features`: what an image encoder hands to CLIP.
 """
 from __future__ import annotations
 
@@ -62,9 +67,9 @@ def resize_bilinear(a, size, axes):
     xp = xp_of(a)
     for axis, new in zip(axes, size):
         old = a.shape[axis]
-        # BEGIN EXERCISE vit.interpolate_pos
-        # hint: s = max((i + 0.5) * old/new - 0.5, 0) for i < new; lo = floor(s), hi = min(lo+1, old-1),
-        # hint: f = s - lo; a = take(a, lo) * (1 - f) + take(a, hi) * f along axis (f shaped to broadcast)
+        # BEGIN EXERCISE vit.interpolate_pos_embed
+        # hint: s_i = max((i + 1/2) old/new - 1/2, 0); lo = floor(s), hi = min(lo + 1, old - 1), f = s - lo;
+        # hint: a' = take(a, lo) (1 - f) + take(a, hi) f along the axis
         s = xp.maximum((xp.arange(new) + 0.5) * (old / new) - 0.5, 0.0)
         lo = xp.floor(s).astype(np.int64)
         hi = xp.minimum(lo + 1, old - 1)
@@ -74,7 +79,7 @@ def resize_bilinear(a, size, axes):
     return a
 
 
-def interpolate_pos(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1):
+def interpolate_pos_embed(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1):
     """Position embeddings (1, prefix + h*w, D) of an h x w patch grid -> (1, prefix + h'*w', D)
     for the grid `new_grid` = (h', w'): the prefix (the CLS token's entry) is kept, the grid of
     D-vectors is resampled bilinearly (`resize_bilinear`, PyTorch's align_corners=False).
@@ -82,16 +87,16 @@ def interpolate_pos(pos_embed, new_grid, old_grid=None, num_prefix_tokens=1):
     data is taken): it rewrites weights, it is not a step of training."""
     pos = pos_embed.data if isinstance(pos_embed, Tensor) else pos_embed
     if pos.ndim != 3 or pos.shape[0] != 1:
-        raise ValueError(f"interpolate_pos: expected position embeddings (1, tokens, D), got shape {tuple(pos.shape)}")
+        raise ValueError(f"interpolate_pos_embed: expected position embeddings (1, tokens, D), got shape {tuple(pos.shape)}")
     patches = pos.shape[1] - num_prefix_tokens
     if old_grid is None:
         side = math.isqrt(max(patches, 0))
         if side * side != patches:
-            raise ValueError(f"interpolate_pos: {patches} patch positions are not a square grid; pass old_grid=(h, w)")
+            raise ValueError(f"interpolate_pos_embed: {patches} patch positions are not a square grid; pass old_grid=(h, w)")
         old_grid = (side, side)
     (h, w), (new_h, new_w) = _pair(old_grid, "old_grid"), _pair(new_grid, "new_grid")
     if h * w != patches:
-        raise ValueError(f"interpolate_pos: old_grid {h}x{w} holds {h * w} positions, the embeddings have "
+        raise ValueError(f"interpolate_pos_embed: old_grid {h}x{w} holds {h * w} positions, the embeddings have "
                          f"{patches} after {num_prefix_tokens} prefix token(s)")
     xp = xp_of(pos)
     prefix, grid = pos[:, :num_prefix_tokens], pos[:, num_prefix_tokens:].reshape(1, h, w, -1)
@@ -167,6 +172,7 @@ class VisionTransformer(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(embed_dim, eps=layer_norm_eps))
         self.head = nn.Linear(embed_dim, num_classes)
         self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.num_features = embed_dim  # the width of `features(x)` (timm's name), what CLIP projects
 
     @property
     def patch_embed(self):
@@ -207,13 +213,13 @@ class VisionTransformer(nn.Module):
 
     def set_image_size(self, img_size):
         """Take images of another size: the patch grid changes and the position embeddings are
-        resampled to it (`interpolate_pos`); E, the CLS token and the encoder stay as they are."""
+        resampled to it (`interpolate_pos_embed`); E, the CLS token and the encoder stay as they are."""
         patch = self.embeddings.patch_embed
         new = _pair(img_size, "img_size")
         if any(s % patch.patch_size for s in new):
             raise ValueError(f"set_image_size: {new} is not a multiple of the patch size {patch.patch_size}")
         pos = self.embeddings.pos_embed
-        resized = interpolate_pos(pos, tuple(s // patch.patch_size for s in new), patch.grid_size)
+        resized = interpolate_pos_embed(pos, tuple(s // patch.patch_size for s in new), patch.grid_size)
         self.embeddings.pos_embed = nn.Parameter(resized, requires_grad=pos.requires_grad)
         patch.img_size = new
         return self
