@@ -20,6 +20,11 @@ images for feature extraction; the cached test-set features are shared by all ru
     python -m minitl.experiments.transfer_table --sizes 100,1000,10000 --seeds 3 --json rows.json
     (wired to `minitl experiment transfer`)
 
+The network is a parameter (`SourceModel`: how to load its cached source model, how to build
+it, its head's name, its recipes). `--model vit` runs the pretrained ViT of lesson 9
+(`minitl.pretrained_vit`) beside the CNN, both on the same target images, and the table and
+figure show both, the rows tagged with their model; `--skip-cnn` leaves the CNN's rows out.
+
 Measured (3 seeds, 2 shared cores, 972 s; source model 0.9894 on its classes):
 
     approach                 N=100            N=1,000          N=10,000
