@@ -6,7 +6,9 @@ tasks are the CNN's (`minitl.pretrained`): classes 0, 1, 5, 7, 8 to learn from, 
 4, 6, 9 to transfer to, so the ViT's rows of the transfer table stand beside the CNN's.
 
     state = load_pretrained_vit()          # trains once, then loads in a second
-    model = build_vit(state["config"], 5); model.load_state_dict(state["weights"])
+    model = source_vit(state)              # the source model (5 classes), in eval mode
+    model.features(images)                 # (N, D): the CLS feature, an image encoder's output
+    model = pretrained_vit(num_classes=5)  # the chapter's listing: a fresh head at `model.head`
 
 Command line: `minitl pretrain vit [--epochs E] [--fast] [--force] [--figure PATH]`
 (or `python -m minitl.pretrained_vit`). It prints the source test accuracy and the training's

@@ -213,7 +213,8 @@ class VisionTransformer(nn.Module):
 
     def set_image_size(self, img_size):
         """Take images of another size: the patch grid changes and the position embeddings are
-        resampled to it (`interpolate_pos_embed`); E, the CLS token and the encoder stay as they are."""
+        resampled to it (`interpolate_pos_embed`); E, the CLS token and the encoder stay as they
+        are. E_pos becomes a new Parameter: build the optimizer after this call."""
         patch = self.embeddings.patch_embed
         new = _pair(img_size, "img_size")
         if any(s % patch.patch_size for s in new):
