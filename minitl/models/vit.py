@@ -268,11 +268,12 @@ def torch_vit(model):
             self.encoder = torch.nn.TransformerEncoder(block, depth, norm=torch.nn.LayerNorm(embed_dim, eps=eps),
                                                        enable_nested_tensor=False)
             self.head = torch.nn.Linear(embed_dim, model.head.out_features)
+            self.dropout = torch.nn.Dropout(model.embeddings.dropout.p)
 
         def forward(self, x):
             tokens = self.patch(x).flatten(2).transpose(1, 2)
             z = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1) + self.pos_embed
-            return self.head(self.encoder(z)[:, 0])
+            return self.head(self.encoder(self.dropout(z))[:, 0])
 
     twin = TorchViT()
     state = {k: np.asarray(v) for k, v in model.state_dict().items()}
