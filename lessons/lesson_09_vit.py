@@ -68,13 +68,13 @@ image = x_source_test[:1]  # (1, 1, 28, 28)
 patches = patchify(tl.tensor(image), 4).numpy()
 print("image", image.shape, "-> patches", patches.shape, "(N, (H/p)(W/p), C p p)")
 by_hand = np.stack([image[0, :, 4 * i:4 * i + 4, 4 * j:4 * j + 4].reshape(-1) for i in range(7) for j in range(7)])
-print("patches equal to slices cut one by one:", np.array_equal(patches[0], by_hand))
 fig, axes = plt.subplots(7, 7, figsize=(3.5, 3.5))
 for k, ax in enumerate(axes.flat):
     ax.imshow(patches[0, k].reshape(4, 4), cmap="gray", vmin=image.min(), vmax=image.max())
     ax.axis("off")
 fig.suptitle(f"a {FASHION_MNIST_CLASSES[SOURCE_CLASSES[y_source_test[0]]]} as 49 patches of 4x4", fontsize=9)
 report.figure(fig, "patches", "one test image cut into its 7x7 grid of 4x4 patches")
+print("patches equal to slices cut one by one:", np.array_equal(patches[0], by_hand))
 
 # %% [markdown]
 # The projection x_i E is one Linear layer applied to every patch. A p x p convolution with
@@ -149,9 +149,6 @@ grid = vit.patch_embed.grid_size
 rows_, cols_ = np.divmod(np.arange(grid[0] * grid[1]), grid[1])
 distance = np.abs(rows_[:, None] - rows_[None]) + np.abs(cols_[:, None] - cols_[None])
 near, far = similarity[distance == 1].mean(), similarity[distance >= 3].mean()
-print(f"mean cosine similarity of E_pos: grid neighbours {near:.3f}, positions 3+ steps apart {far:.3f}")
-report.metric("pos_embed_similarity_neighbours", round(float(near), 3))
-report.metric("pos_embed_similarity_far", round(float(far), 3))
 shown = [0, 3, 6, 24, 42, 48]
 fig, axes = plt.subplots(1, len(shown), figsize=(1.7 * len(shown), 2))
 for ax, k in zip(axes, shown):
@@ -159,6 +156,9 @@ for ax, k in zip(axes, shown):
     ax.set_title(f"position ({k // grid[1]}, {k % grid[1]})", fontsize=7)
     ax.axis("off")
 report.figure(fig, "pos_embed_similarity", "cosine similarity of one position's embedding with all others")
+print(f"mean cosine similarity of E_pos: grid neighbours {near:.3f}, positions 3+ steps apart {far:.3f}")
+report.metric("pos_embed_similarity_neighbours", round(float(near), 3))
+report.metric("pos_embed_similarity_far", round(float(far), 3))
 
 # %% [markdown]
 # ## 4. Position embeddings for another image size
