@@ -109,13 +109,9 @@ RECIPES = {
 # practice for transformers (fine-tuning rates are smaller than pretraining's, 1e-3 here).
 # NOT tuned on a validation split as the CNN's were; the same steps, Adam and cosine decay as
 # every other run.
-VIT_RECIPES = {
-    "scratch": {"lr": 1e-3},
-    "feature_extraction": {"lr": 1e-2},
-    "finetune": {"lr": 3e-4, "body_lr_ratio": 1.0},
-    "finetune_frozen_lower": {"lr": 3e-4, "body_lr_ratio": 1.0, "frozen_blocks": 3},
-    "gradual_unfreezing": {"lr": 1e-3, "decay": 2.6},
-}
+VIT_RECIPES = {**RECIPES, "finetune": {**RECIPES["finetune"], "lr": 3e-4},
+               "finetune_frozen_lower": {**RECIPES["finetune_frozen_lower"], "lr": 3e-4},
+               "gradual_unfreezing": {**RECIPES["gradual_unfreezing"], "lr": 1e-3}}
 
 
 @dataclass(frozen=True)
