@@ -142,7 +142,8 @@ def test_transfer_table_miniature(tmp_path):
     data = (x, y, x[:20], y[:20])
     cache = transfer.FeatureCache(table.pretrained_model(state, 5))
     rows = [table.run_one(s, 10, 0, data, state, cache, fast=True) for s in table.STRATEGIES]
-    assert [set(r) for r in rows] == [{"strategy", "n_labels", "seed", "accuracy", "trainable_params", "seconds"}] * 5
+    assert [set(r) for r in rows] == [{"model", "strategy", "n_labels", "seed", "accuracy", "trainable_params",
+                                      "seconds"}] * 5
     params = {r["strategy"]: r["trainable_params"] for r in rows}
     assert params["feature_extraction"] == 8 * 5 + 5
     assert params["feature_extraction"] < params["finetune_frozen_lower"] < params["finetune"] == params["scratch"]
