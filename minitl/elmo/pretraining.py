@@ -26,9 +26,11 @@ import numpy as np
 from .. import nn, optim
 from ..data import cache_dir
 from ..data.text import Vocab
+from ..ops import stack
 from ..random import fork_rng, manual_seed
 from ..serialization import CheckpointError, load, save
 from ..tensor import no_grad
+from ..training import train_step
 from .bilm import CandidateSampler, ELMoBiLM, prediction_targets
 from .data import BOUNDARY_ID, UNK, capped_corpus, split_sentences
 
@@ -62,6 +64,26 @@ def training_corpus(config):
     if config["corpus_words"]:
         corpus = sample_corpus(corpus, config["corpus_words"])
     return capped_corpus(corpus, config["max_vocab"])
+
+
+class BiLMObjective(nn.Module):
+    """The "model" that `train_step` runs: a batch (ids, lengths) in, the two directions'
+    losses out as one (2,) tensor [forward NLL, backward NLL] (`ELMoBiLM.loss`, with the
+    sampled softmax of `sampler`); `sum_of_losses` makes them the biLM's objective."""
+
+    def __init__(self, bilm, sampler):
+        super().__init__()
+        self.bilm, self.sampler = bilm, sampler
+
+    def forward(self, batch):
+        ids, lengths = batch
+        return stack(list(self.bilm.loss(ids, lengths, self.sampler)))
+
+
+def sum_of_losses(losses, _targets):
+    """The biLM's objective: the forward LM's loss plus the backward LM's (nothing to compare
+    with; the targets are inside the batch)."""
+    return losses.sum()
 
 
 def perplexity(bilm, sentences, tokens_per_batch=2048, progress=False):
@@ -114,20 +136,14 @@ def pretrain(config=None, fast=False, progress=True):
                 break
     optimizer = optim.Adam(bilm.parameters(), lr=config["lr"])
     scheduler = optim.lr_scheduler.warmup_cosine(optimizer, min(config["warmup_steps"], len(schedule)), len(schedule))
-    params = list(bilm.parameters())
+    objective = BiLMObjective(bilm, sampler)
     losses = []
     wall, cpu = time.perf_counter(), time.process_time()
     bar = tqdm(schedule, desc="pretraining the ELMo biLM", unit="batch", disable=None if progress else True)
     for step, rows in enumerate(bar):
-        ids, lengths = train.batch(rows)
-        forward_loss, backward_loss = bilm.loss(ids, lengths, sampler)
-        loss = forward_loss + backward_loss
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, config["clip"])
-        optimizer.step()
-        scheduler.step()
-        losses.append((float(forward_loss.item()), float(backward_loss.item())))
+        _, both = train_step(objective, optimizer, sum_of_losses, train.batch(rows), None, scheduler,
+                             max_grad_norm=config["clip"])
+        losses.append(tuple(float(v) for v in both.data))
         if not all(map(math.isfinite, losses[-1])):
             raise FloatingPointError(f"ELMo pretraining: the loss became {losses[-1]} at step {step}; "
                                      f"lower the learning rate")
