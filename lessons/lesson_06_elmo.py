@@ -268,7 +268,7 @@ path = report.figure(fig, "elmo_polysemy", "Occurrences of 'bank' by sense in EL
 # `minitl experiment elmo` (with `--fast` here in fast mode); whatever it prints is the result.
 
 # %%
-results = elmo_features.run(fast=FAST, progress=False)
+results = elmo_features.run(fast=FAST, progress=False, with_polysemy=False)  # measured in section 5
 rows = [("majority class", "-", round(results["majority_baseline"], 4))]
 for name, accuracy in results["accuracy"].items():
     dim = results["dims"]["word2vec" if name == "word2vec" else "ELMo"]

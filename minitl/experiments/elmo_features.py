@@ -124,8 +124,9 @@ def train_probe(x_train, y_train, x_test, y_test, num_classes, mixture=False, ep
     return float(np.mean(predicted == y_test)), probe
 
 
-def run(fast=False, progress=True, **overrides):
-    """The experiment; returns its results as a dict (printed by the command)."""
+def run(fast=False, progress=True, with_polysemy=True, **overrides):
+    """The experiment; returns its results as a dict (printed by the command). `with_polysemy`:
+    also measure polysemy (lesson 6 measures it apart, with its own figure)."""
     from ..data.text import gcide_corpus, gcide_pos
     from ..elmo import ELMo, load_pretrained_elmo, polysemy
     settings = dict(FAST if fast else DEFAULT, **overrides)
@@ -152,7 +153,9 @@ def run(fast=False, progress=True, **overrides):
         if probe.mix is not None:
             mix = probe.mix
     started_polysemy = time.perf_counter()
-    _, _, rates = polysemy.measure(elmo, gcide_corpus(), static=wv, per_sense=settings["per_sense"])
+    rates = None
+    if with_polysemy:
+        _, _, rates = polysemy.measure(elmo, gcide_corpus(), static=wv, per_sense=settings["per_sense"])
     polysemy_seconds = time.perf_counter() - started_polysemy
     info = bilm.info
     return {
