@@ -28,7 +28,7 @@ from minitl.elmo import ELMo, ELMoBiLM, ScalarMix, scalar_mix
 from minitl.elmo import bilm as B
 from minitl.elmo import polysemy as P
 from minitl.elmo.data import BOUNDARY_ID, Sentences, capped_corpus, split_sentences
-from minitl.elmo.pretraining import read_pretrained, save_pretrained
+from minitl.elmo.pretraining import read_pretrained, save_pretrained, weights_path
 
 ROOT = Path(__file__).resolve().parent.parent
 reference = tl.fastpath.use(False)  # exercise tests check the code a student writes
@@ -448,8 +448,8 @@ def test_pretrain_elmo_fast_command(cli_cache):
     out = run_cli(["pretrain", "elmo", "--fast"], cli_cache)
     assert "held-out perplexity" in out and "forward" in out and "backward" in out
     path = cli_cache / "minitl" / "weights"
-    assert [p.name for p in path.iterdir()] == ["elmo_gcide_v1_fast.npz"]
-    bilm, vocab = read_pretrained(path / "elmo_gcide_v1_fast.npz")
+    assert [p.name for p in path.iterdir()] == [weights_path(fast=True).name]
+    bilm, vocab = read_pretrained(path / weights_path(fast=True).name)
     ppl = bilm.info["perplexity"]
     assert 1 < ppl["forward"] < len(vocab) and 1 < ppl["backward"] < len(vocab)
 

@@ -34,19 +34,23 @@ from ..training import train_step
 from .bilm import CandidateSampler, ELMoBiLM, prediction_targets
 from .data import BOUNDARY_ID, UNK, capped_corpus, split_sentences
 
-RECIPE = "v1"  # part of the cache file's name: a changed recipe never loads stale weights
+RECIPE = "v2"  # part of the cache file's name: a changed recipe never loads stale weights (v2: 1.4M tokens)
 
-# Sized to the budget of 15 minutes on 2 idle cores. One training step of this model (1,280
-# tokens, forward + backward + Adam) costs about 0.5 CPU-seconds, i.e. 2,500 tokens per
-# CPU-second, measured with time.process_time on the shared 2-core machine; on an idle machine
-# the wall time is at most the CPU time (one process, at least one free core). 1.8 million
-# tokens (half of GCIDE) then take about 720 CPU-seconds, and with loading the corpus and the
-# held-out perplexities (about 30 s) the whole run stays under 13 minutes.
+# Sized to the budget of 15 minutes on 2 idle cores, from CPU time measured with
+# time.process_time on a slice of this very training (22 steps of the default model on GCIDE,
+# `train_step` on `BiLMObjective`) on the shared 2-core machine at a load average of 24-27:
+# 0.689 CPU-seconds per step of about 1,270 tokens, 1,845 tokens per CPU-second; the held-out
+# perplexity took 2.5 CPU-seconds on a tenth of the held-out set (about 25 for all of it). A
+# loaded machine inflates CPU time (an earlier measurement at a lower load gave 2,500 tokens
+# per CPU-second), so an idle one should do better. At 1,845 tokens per CPU-second, 1.4 million
+# tokens (about a third of GCIDE's 4.0 million) take 760 CPU-seconds, and with the
+# perplexities and start-up the run stays under 800 CPU-seconds (13.3 minutes); on an idle
+# machine the wall time is at most that (one process; BLAS may use the second core).
 DEFAULT_CONFIG = dict(max_vocab=20_000, hidden_size=256, num_layers=2, max_len=48, tokens_per_batch=1280,
-                      num_sampled=1024, lr=2e-3, warmup_steps=100, clip=1.0, train_tokens=1_800_000,
+                      num_sampled=1024, lr=2e-3, warmup_steps=100, clip=1.0, train_tokens=1_400_000,
                       corpus_words=None, seed=0)
 # --fast: a tiny biLM on an evenly spread 200,000-word slice of GCIDE (tests, lessons' --fast):
-# 150 steps, about 8 CPU-seconds
+# 150 steps, 20 CPU-seconds measured at a load average of 15 (less on an idle machine)
 FAST_CONFIG = dict(max_vocab=4000, hidden_size=64, num_layers=2, max_len=48, tokens_per_batch=1024,
                    num_sampled=256, lr=5e-3, warmup_steps=20, clip=1.0, train_tokens=150_000,
                    corpus_words=200_000, seed=0)
