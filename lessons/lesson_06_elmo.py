@@ -221,19 +221,10 @@ print(f"gradient of a toy loss: d/ds = {mix.scalar_parameters.grad.round(4)}, d/
 # chance rate by construction. ELMo's layer 0 is such a static vector too.
 
 # %%
-occurrences = polysemy.find_occurrences(gcide_corpus(), per_sense=15 if FAST else 40)
-vectors = polysemy.occurrence_vectors(elmo, occurrences)
 wv = elmo_features.word2vec_vectors(fast=FAST)
-rates = polysemy.polysemy_rates(vectors, occurrences, static=wv)
-rows = []
-for word, r in rates["words"].items():
-    rows.append((word, r["n"], round(r["chance"], 3), round(r.get("static", float("nan")), 3),
-                 *(round(v, 3) for v in r["layers"])))
+occurrences, vectors, rates = polysemy.measure(elmo, gcide_corpus(), static=wv, per_sense=15 if FAST else 40)
 overall = rates["overall"]
-rows.append(("all words", overall["n"], round(overall["chance"], 3), round(overall["static"], 3),
-             *(round(v, 3) for v in overall["layers"])))
-report.table(rows, ["word", "occurrences", "chance", "word2vec", *(f"ELMo layer {l}" for l in range(elmo.num_layers))],
-             title="1-NN sense-match rate among the occurrences of each word (leave-one-out)")
+report.table(*polysemy.rate_table(rates), title="1-NN sense-match rate among the occurrences of each word (leave-one-out)")
 for l in range(elmo.num_layers):
     report.metric(f"polysemy_match_rate_layer_{l}", round(overall["layers"][l], 3))
 report.metric("polysemy_match_rate_word2vec", round(overall["static"], 3))
@@ -277,7 +268,7 @@ path = report.figure(fig, "elmo_polysemy", "Occurrences of 'bank' by sense in EL
 # `minitl experiment elmo` (with `--fast` here in fast mode); whatever it prints is the result.
 
 # %%
-results = elmo_features.run(fast=FAST, progress=False)
+results = elmo_features.run(fast=FAST, progress=False, with_polysemy=False)  # measured in section 5
 rows = [("majority class", "-", round(results["majority_baseline"], 4))]
 for name, accuracy in results["accuracy"].items():
     dim = results["dims"]["word2vec" if name == "word2vec" else "ELMo"]

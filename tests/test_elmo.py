@@ -28,7 +28,7 @@ from minitl.elmo import ELMo, ELMoBiLM, ScalarMix, scalar_mix
 from minitl.elmo import bilm as B
 from minitl.elmo import polysemy as P
 from minitl.elmo.data import BOUNDARY_ID, Sentences, capped_corpus, split_sentences
-from minitl.elmo.pretraining import read_pretrained, save_pretrained
+from minitl.elmo.pretraining import read_pretrained, save_pretrained, weights_path
 
 ROOT = Path(__file__).resolve().parent.parent
 reference = tl.fastpath.use(False)  # exercise tests check the code a student writes
@@ -417,6 +417,9 @@ def test_polysemy_rates_with_a_static_vector():
     assert bank["layers"] == [pytest.approx(0.4), 1.0] and bank["static"] == pytest.approx(0.4) == bank["chance"]
     assert bank["within"][0] == pytest.approx(1.0) and bank["across"][0] == pytest.approx(1.0)
     assert bank["within"][1] == pytest.approx(1.0) and bank["across"][1] == pytest.approx(0.0)
+    rows, headers = P.rate_table(rates)
+    assert headers == ["word", "occurrences", "chance", "word2vec", "ELMo layer 0", "ELMo layer 1"]
+    assert rows == [("bank", 6, 0.4, 0.4, 0.4, 1.0), ("all words", 6, 0.4, 0.4, 0.4, 1.0)]
 
 
 # --------------------------------------------------------------------------- the commands
@@ -445,17 +448,23 @@ def test_pretrain_elmo_fast_command(cli_cache):
     out = run_cli(["pretrain", "elmo", "--fast"], cli_cache)
     assert "held-out perplexity" in out and "forward" in out and "backward" in out
     path = cli_cache / "minitl" / "weights"
-    assert [p.name for p in path.iterdir()] == ["elmo_gcide_v1_fast.npz"]
-    bilm, vocab = read_pretrained(path / "elmo_gcide_v1_fast.npz")
+    assert [p.name for p in path.iterdir()] == [weights_path(fast=True).name]
+    bilm, vocab = read_pretrained(path / weights_path(fast=True).name)
     ppl = bilm.info["perplexity"]
     assert 1 < ppl["forward"] < len(vocab) and 1 < ppl["backward"] < len(vocab)
 
 
 def test_experiment_elmo_fast_command(cli_cache, tmp_path):
     import json
-    out = run_cli(["experiment", "elmo", "--fast", "--json", str(tmp_path / "r.json")], cli_cache)
+    out = run_cli(["experiment", "elmo", "--fast", "--no-progress", "--json", str(tmp_path / "r.json"),
+                   "--figure", str(tmp_path / "elmo.png")], cli_cache)
     results = json.loads((tmp_path / "r.json").read_text())
     assert set(results["accuracy"]) == {"word2vec", "ELMo top layer", "ELMo scalar mix"}
     assert all(0 <= a <= 1 for a in results["accuracy"].values())
     assert len(results["mixture_weights"]) == 3 and abs(sum(results["mixture_weights"]) - 1) < 1e-6
-    assert "learned mix" in out and "test accuracy" in out
+    assert "learned mix" in out and "test accuracy" in out and "majority baseline" in out
+    # polysemy: every word of SENSE_CUES is found in GCIDE; a static vector scores chance exactly
+    overall = results["polysemy"]["overall"]
+    assert set(results["polysemy"]["words"]) == set(P.SENSE_CUES)
+    assert overall["static"] == pytest.approx(overall["chance"]) == pytest.approx(overall["layers"][0])
+    assert "sense-match rate" in out and (tmp_path / "elmo.png").stat().st_size > 0

@@ -162,6 +162,28 @@ def polysemy_rates(layer_vectors, occurrences, static=None):
     return {"words": result, "overall": overall}
 
 
+def measure(elmo, corpus, static=None, per_sense=40):
+    """The whole measurement: the labelled occurrences of `SENSE_CUES`' words in `corpus`
+    (`find_occurrences`), their ELMo vectors at every layer, and `polysemy_rates` (with the
+    static KeyedVectors `static` beside them). Returns (occurrences, vectors, rates)."""
+    occurrences = find_occurrences(corpus, per_sense=per_sense)
+    if not occurrences:
+        raise ValueError("polysemy: no word of SENSE_CUES has two labelled occurrences of each sense in this corpus")
+    vectors = occurrence_vectors(elmo, occurrences)
+    return occurrences, vectors, polysemy_rates(vectors, occurrences, static)
+
+
+def rate_table(rates):
+    """(rows, headers) of the sense-match rates: one row per word and one for all words, with
+    the chance rate, the static vectors' rate and each ELMo layer's, rounded to 3 places."""
+    rows = []
+    for word, r in [*rates["words"].items(), ("all words", rates["overall"])]:
+        rows.append((word, r["n"], round(r["chance"], 3), round(r.get("static", float("nan")), 3),
+                     *(round(v, 3) for v in r["layers"])))
+    layers = len(rates["overall"]["layers"])
+    return rows, ["word", "occurrences", "chance", "word2vec", *(f"ELMo layer {l}" for l in range(layers))]
+
+
 def _mean_cosines(vectors, senses):
     """(mean cosine between occurrences of the same sense, mean cosine across senses)."""
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -26,25 +26,35 @@ import numpy as np
 from .. import nn, optim
 from ..data import cache_dir
 from ..data.text import Vocab
+from ..ops import stack
 from ..random import fork_rng, manual_seed
 from ..serialization import CheckpointError, load, save
 from ..tensor import no_grad
+from ..training import train_step
 from .bilm import CandidateSampler, ELMoBiLM, prediction_targets
 from .data import BOUNDARY_ID, UNK, capped_corpus, split_sentences
 
-RECIPE = "v1"  # part of the cache file's name: a changed recipe never loads stale weights
+RECIPE = "v2"  # part of the cache file's name: a changed recipe never loads stale weights (v2: 1.4M tokens)
 
-# Sized to the budget of 15 minutes on 2 idle cores. One training step of this model (1,280
-# tokens, forward + backward + Adam) costs about 0.5 CPU-seconds, i.e. 2,500 tokens per
-# CPU-second, measured with time.process_time on the shared 2-core machine; on an idle machine
-# the wall time is at most the CPU time (one process, at least one free core). 1.8 million
-# tokens (half of GCIDE) then take about 720 CPU-seconds, and with loading the corpus and the
-# held-out perplexities (about 30 s) the whole run stays under 13 minutes.
+# Sized to the budget of 15 minutes on 2 idle cores, from CPU time measured with
+# time.process_time on a slice of this very training (22 steps of the default model on GCIDE,
+# `train_step` on `BiLMObjective`) on the shared 2-core machine at a load average of 24-27:
+# 0.689 CPU-seconds per step of about 1,270 tokens, 1,845 tokens per CPU-second; the held-out
+# perplexity took 2.5 CPU-seconds on a tenth of the held-out set (about 25 for all of it). A
+# loaded machine inflates CPU time (an earlier measurement at a lower load gave 2,500 tokens
+# per CPU-second), so an idle one should do better. At 1,845 tokens per CPU-second, 1.4 million
+# tokens (about a third of GCIDE's 4.0 million) take 760 CPU-seconds, and with the
+# perplexities and start-up the run stays under 800 CPU-seconds (13.3 minutes); on an idle
+# machine the wall time is at most that (one process; BLAS may use the second core). The full
+# default run (`minitl pretrain elmo`, 2026-11-30, load average 12-29) printed: 1,400,944 tokens
+# (1,104 steps) in 637.4 s CPU (2,198 tokens per CPU-second), 3790.4 s wall; /usr/bin/time:
+# 651.98 s user + 3.22 s system for the whole command; held-out perplexity forward 260.5,
+# backward 280.6.
 DEFAULT_CONFIG = dict(max_vocab=20_000, hidden_size=256, num_layers=2, max_len=48, tokens_per_batch=1280,
-                      num_sampled=1024, lr=2e-3, warmup_steps=100, clip=1.0, train_tokens=1_800_000,
+                      num_sampled=1024, lr=2e-3, warmup_steps=100, clip=1.0, train_tokens=1_400_000,
                       corpus_words=None, seed=0)
 # --fast: a tiny biLM on an evenly spread 200,000-word slice of GCIDE (tests, lessons' --fast):
-# 150 steps, about 8 CPU-seconds
+# 150 steps, 20 CPU-seconds measured at a load average of 15 (less on an idle machine)
 FAST_CONFIG = dict(max_vocab=4000, hidden_size=64, num_layers=2, max_len=48, tokens_per_batch=1024,
                    num_sampled=256, lr=5e-3, warmup_steps=20, clip=1.0, train_tokens=150_000,
                    corpus_words=200_000, seed=0)
@@ -62,6 +72,26 @@ def training_corpus(config):
     if config["corpus_words"]:
         corpus = sample_corpus(corpus, config["corpus_words"])
     return capped_corpus(corpus, config["max_vocab"])
+
+
+class BiLMObjective(nn.Module):
+    """The "model" that `train_step` runs: a batch (ids, lengths) in, the two directions'
+    losses out as one (2,) tensor [forward NLL, backward NLL] (`ELMoBiLM.loss`, with the
+    sampled softmax of `sampler`); `sum_of_losses` makes them the biLM's objective."""
+
+    def __init__(self, bilm, sampler):
+        super().__init__()
+        self.bilm, self.sampler = bilm, sampler
+
+    def forward(self, batch):
+        ids, lengths = batch
+        return stack(list(self.bilm.loss(ids, lengths, self.sampler)))
+
+
+def sum_of_losses(losses, _targets):
+    """The biLM's objective: the forward LM's loss plus the backward LM's (nothing to compare
+    with; the targets are inside the batch)."""
+    return losses.sum()
 
 
 def perplexity(bilm, sentences, tokens_per_batch=2048, progress=False):
@@ -114,20 +144,14 @@ def pretrain(config=None, fast=False, progress=True):
                 break
     optimizer = optim.Adam(bilm.parameters(), lr=config["lr"])
     scheduler = optim.lr_scheduler.warmup_cosine(optimizer, min(config["warmup_steps"], len(schedule)), len(schedule))
-    params = list(bilm.parameters())
+    objective = BiLMObjective(bilm, sampler)
     losses = []
     wall, cpu = time.perf_counter(), time.process_time()
     bar = tqdm(schedule, desc="pretraining the ELMo biLM", unit="batch", disable=None if progress else True)
     for step, rows in enumerate(bar):
-        ids, lengths = train.batch(rows)
-        forward_loss, backward_loss = bilm.loss(ids, lengths, sampler)
-        loss = forward_loss + backward_loss
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, config["clip"])
-        optimizer.step()
-        scheduler.step()
-        losses.append((float(forward_loss.item()), float(backward_loss.item())))
+        _, both = train_step(objective, optimizer, sum_of_losses, train.batch(rows), None, scheduler,
+                             max_grad_norm=config["clip"])
+        losses.append(tuple(float(v) for v in both.data))
         if not all(map(math.isfinite, losses[-1])):
             raise FloatingPointError(f"ELMo pretraining: the loss became {losses[-1]} at step {step}; "
                                      f"lower the learning rate")
