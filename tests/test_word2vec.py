@@ -277,8 +277,9 @@ def test_default_skipgram_trains_with_sgns_loss(monkeypatch):
         return sgns_loss(v, u)
 
     monkeypatch.setattr(word2vec_module, "sgns_loss", spy)
+    # sample=0: sub-sampling off, so this test needs only this exercise (lesson 4 meets it first)
     model = Word2Vec(planted_corpus(200), vector_size=8, min_count=1, sg=1, negative=3, epochs=1,
-                     progress=False, batch_size=64)
+                     progress=False, batch_size=64, sample=0)
     assert model.shared_negatives is False
     assert calls and all(shape[1:] == (1 + 3, 8) for shape in calls)
 
