@@ -90,7 +90,7 @@ table = report.table(rows, ["layer group", "parameters", "learning rate", "the g
 #     p = 1 - (t - cut) / (cut * (1/cut_frac - 1))  otherwise
 #     eta_t = eta_max * (1 + p * (ratio - 1)) / ratio
 #
-# with cut_frac = 0.1 and ratio = 32: the rate starts and ends at eta_max / 32. The short rise
+# with `cut_frac = 0.1` and `ratio = 32`: the rate starts and ends at eta_max / 32. The short rise
 # lets the model find a good region fast; the long decay refines it. Below, the schedule over
 # one classifier run, with discriminative rates: each group follows the same triangle at its
 # own height.
@@ -197,8 +197,8 @@ print(f"features {together.shape} = (texts, 3 x {ft_lm.hidden_size}); largest di
 # seeds, five classifiers with the same Adam steps: ULMFiT; the same classifier from scratch;
 # and ULMFiT without discriminative rates, without STLR (a constant rate), and without gradual
 # unfreezing. Accuracy is on the same test definitions for all. In full mode the lesson shows
-# the table of the last full run (cached by the command), or runs it (about 20 minutes on two
-# cores); in fast mode a tiny version runs here.
+# the table of the last full run (cached by the command), or runs it (a long run: the
+# experiment's default); in fast mode a tiny version runs here.
 
 # %%
 cached = experiment.results_path()

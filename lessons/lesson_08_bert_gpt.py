@@ -13,7 +13,7 @@
 # and (6) measure fine-tuning against linear probing and training from scratch.
 #
 # Run: `minitl lesson 8` (uses the models cached by `minitl pretrain bert` and `minitl pretrain
-# gpt`, and trains them first when the cache has none: up to 15 minutes each on two cores), or
+# gpt`, and trains them first when the cache has none: a long run each), or
 # `minitl lesson 8 --fast` (tiny models trained on a slice of GCIDE in seconds; their numbers
 # are a tiny model's).
 
@@ -111,8 +111,8 @@ print("keys seen by each query, BERT:", bert_mask.sum(1).tolist(), " GPT:", gpt_
 # ## 3. BERT's masked-LM targets
 #
 # Predicting the next token is a cheat for BERT: the token is in view. BERT instead hides
-# tokens and predicts them from both sides. 15% of the ordinary tokens are chosen; of those,
-# 80% become `[MASK]`, 10% a random token, 10% stay as they are, and the loss is computed at the
+# tokens and predicts them from both sides. `15%` of the ordinary tokens are chosen; of those,
+# `80%` become `[MASK]`, `10%` a random token, `10%` stay as they are, and the loss is computed at the
 # chosen positions only. The random and unchanged ones keep the model from trusting that only
 # `[MASK]` needs predicting (at fine-tuning time there is no `[MASK]` at all). That rule is your
 # exercise `bert.mlm_mask`. One definition masked, then the shares counted on many tokens:
@@ -142,7 +142,7 @@ report.table([("chosen", round(float(chosen.mean()), 4)), ("... of them [MASK]",
 # of 512, with the output layer tied to the token embedding (one matrix E reads the tokens in
 # and scores them out). The loss is a mean cross-entropy in nats; exp(loss), the perplexity, is
 # the number of subwords the model hesitates between. A uniform guess over the vocabulary has
-# loss ln(8000) = 8.99; the unigram model below, which knows each subword's frequency but no
+# loss $\ln 8000 = 8.99$; the unigram model below, which knows each subword's frequency but no
 # context, is the bar that context must clear.
 
 # %%

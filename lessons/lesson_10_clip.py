@@ -16,8 +16,8 @@
 # linear probe on the same image features.
 #
 # Run: `minitl lesson 10` (the pretrained encoders cached by `minitl pretrain resnet-mini` and
-# `minitl pretrain bert`, each trained first when the cache has none, then about 10 minutes of
-# CLIP training on two cores), or `minitl lesson 10 --fast` (tiny models, 60 training steps:
+# `minitl pretrain bert`, each trained first when the cache has none, then the CLIP training
+# of `minitl experiment clip`), or `minitl lesson 10 --fast` (tiny models, 60 training steps:
 # its numbers are a tiny model's).
 
 # %%
@@ -58,7 +58,7 @@ lesson_start = time.perf_counter()
 # Row i classifies image i among the N captions (the right one is caption i); column j
 # classifies caption j among the N images. The other N - 1 pairs of the batch are the
 # negatives: no labels beyond "these two belong together". t is a learned log-temperature: it
-# starts at log(1/0.07), and exp(t) is clamped at 100. This is your exercise
+# starts at $\log(1/0.07)$, and exp(t) is clamped at 100. This is your exercise
 # `clip.contrastive_loss` (`F.clip_loss`). Below: a batch whose pairs match (captions close to
 # their images) against the same batch scrambled, at three temperatures, then a float64
 # gradient check.
@@ -83,7 +83,7 @@ print("clip_loss passes a float64 gradient check (features and log-temperature):
 # captions cannot become confident, so even perfectly ordered similarities leave the matched
 # batch's loss far above 0. A low temperature (a large exp(t)) sharpens the softmax: matched
 # pairs then cost next to nothing and scrambled ones a lot, which is what makes the loss a
-# strong signal. CLIP learns t; it starts at 1/0.07 = 14.3 and is not allowed past 100.
+# strong signal. CLIP learns t; it starts at $1/0.07 = 14.3$ and is not allowed past 100.
 #
 # ## 2. Two pretrained encoders, two projections, one temperature
 #
