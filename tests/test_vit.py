@@ -248,6 +248,24 @@ def test_attention_figure(tmp_path):
     assert (tmp_path / "maps.png").stat().st_size > 1000
 
 
+def test_the_table_runs_each_model_on_its_own_source_state(monkeypatch):
+    # `run` must hand each model's source state to runs of that model (the CNN is the default
+    # model, so a ViT state read as a CNN's fails at once)
+    import dataclasses
+
+    tl.manual_seed(0)
+    config = dict(img_size=8, patch_size=4, in_chans=1, embed_dim=8, depth=2, num_heads=2, mlp_dim=12)
+    state = {"weights": VisionTransformer(num_classes=5, **config).state_dict(), "config": config}
+    spec = dataclasses.replace(table.source_model("vit"), load_state=lambda fast, progress: state)
+    y = np.repeat(np.arange(5), 8)
+    x = rng.standard_normal((40, 1, 8, 8)).astype(np.float32) + y[:, None, None, None].astype(np.float32)
+    monkeypatch.setattr(table, "load_target", lambda fast=False: (x, y, x[:20], y[:20]))
+    rows, states = table.run(sizes=(10,), seeds=1, strategies=("feature_extraction", "finetune"), fast=True,
+                             progress=False, models=(spec,))
+    assert [(r["model"], r["strategy"]) for r in rows] == [("vit", "feature_extraction"), ("vit", "finetune")]
+    assert states == {"vit": state}
+
+
 def test_transfer_table_runs_a_vit(tmp_path):
     tl.manual_seed(0)
     # depth 3: frozen_blocks 3 freezes the embedding and layers 0 and 1, and layer 2 still trains

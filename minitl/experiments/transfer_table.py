@@ -265,7 +265,7 @@ def run(sizes=(100, 1000, 10000), seeds=3, strategies=STRATEGIES, fast=False, js
     bar = tqdm(jobs, desc="transfer table", disable=not progress)
     for n, seed, strategy, spec in bar:
         bar.set_postfix(model=spec.name, n=n, seed=seed, strategy=strategy)
-        row = run_one(strategy, n, seed, data, states[spec.name], caches[spec.name], fast, min_epochs, spec)
+        row = run_one(strategy, n, seed, data, states[spec.name], caches[spec.name], fast, min_epochs, model=spec)
         rows.append(row)
         if progress:
             tqdm.write(json.dumps(row))
