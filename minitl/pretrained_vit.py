@@ -166,11 +166,9 @@ def plot_attention_maps(model, images, labels, class_names, path=None, layer=-1,
                  if size == (28, 28) and model.patch_embed.patch_size == 4 else
                  f"CLS attention over the patches, layer {layer_name + 1}", fontsize=8)
     fig.tight_layout()
-    if path is not None:
-        from pathlib import Path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    from .report import save_figure
+
+    return save_figure(fig, path)
 
 
 def attention_examples(classes, per_class=1, split="test"):

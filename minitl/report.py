@@ -354,3 +354,12 @@ def label_points(ax, xy, labels, fontsize=9):
         taken.append(tuple(box))
         placed.append(note)
     return placed
+
+
+def save_figure(fig, path, dpi=120):
+    """Write a matplotlib figure to `path` (its folder made first); a None path saves nothing.
+    The experiments and pretraining commands all save their figures through this."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+    return fig

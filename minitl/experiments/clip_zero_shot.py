@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -59,6 +58,7 @@ from ..pretrained import SOURCE_CLASSES, load_pretrained, normalize
 from ..random import manual_seed
 from ..tensor import Tensor
 from ..training import train_step
+from ..report import save_figure
 
 # class -> (its name in captions, the GCIDE headword that defines it, the words of its sense there)
 CLASS_WORDS = {
@@ -310,10 +310,7 @@ def plot(results, path=None):
     right.legend(fontsize=8)
     right.set_title("zero-shot from prompts vs a linear probe")
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_figure(fig, path)
 
 
 def experiment_clip_main(argv=None):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +43,7 @@ from .. import cpu_runtime, nn, optim
 from ..data import cache_dir
 from ..random import manual_seed
 from ..tensor import Tensor, no_grad
+from ..report import save_figure
 
 RECIPE = "v1"
 # lesson 4's word2vec: skip-gram, 100 dimensions, window 5, 5 negatives, words seen 5 times
@@ -224,10 +224,7 @@ def plot(results, path=None):
     poly.set_ylim(0, 1)
     poly.set_title(f"polysemy: 1-NN sense match ({len(results['polysemy']['words'])} words)")
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_figure(fig, path)
 
 
 def experiment_elmo_main(argv=None):

@@ -75,6 +75,7 @@ from ..models import TextClassifier
 from ..models.pretraining import load_pretrained
 from ..data.text.gcide_tasks import POS_CLASSES
 from ..random import manual_seed
+from ..report import save_figure
 
 KINDS = ("bert", "gpt")
 STRATEGIES = ("finetune", "linear_probe", "scratch")
@@ -256,10 +257,7 @@ def plot(summary, baseline=None, path=None):
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("test accuracy")
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_figure(fig, path)
 
 
 def parse_sizes(text):

@@ -34,6 +34,7 @@ from ..ops import cross_entropy
 from ..random import manual_seed
 from ..tensor import no_grad, tensor
 from ..training import train_step
+from ..report import save_figure
 
 METHODS = ("full_ft", "linear_probe", "lora_r4", "lora_r8", "adapters", "prompt", "prefix")
 LABEL_COUNTS = (100, 1000)
@@ -311,10 +312,7 @@ def plot(summary, path=None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_figure(fig, path)
 
 
 # --- multi-task serving ---------------------------------------------------------------------------

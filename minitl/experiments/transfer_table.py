@@ -50,6 +50,7 @@ from .. import cpu_runtime, nn, transfer
 from ..models import resnet_mini
 from ..pretrained import SOURCE_CLASSES, TARGET_CLASSES, load_pretrained, task
 from ..random import manual_seed
+from ..report import save_figure
 
 STRATEGIES = ("scratch", "feature_extraction", "finetune", "finetune_frozen_lower", "gradual_unfreezing")
 FAST_TEST_IMAGES = 500
@@ -339,10 +340,7 @@ def plot(summary, path=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6 if several else 8, ncol=2 if several else 1)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_figure(fig, path)
 
 
 def experiment_transfer_main(argv=None):

@@ -45,6 +45,7 @@ import numpy as np
 from .. import cpu_runtime, ulmfit
 from ..data import cache_dir
 from ..random import manual_seed
+from ..report import save_figure
 
 RECIPE = "v1"
 METHODS = ("ulmfit", "scratch", "no_discriminative", "no_stlr", "no_gradual_unfreezing")
@@ -215,10 +216,7 @@ def plot(summary, majority=None, path=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_figure(fig, path)
 
 
 def print_results(results):
