@@ -24,7 +24,7 @@ import minitl as tl
 from minitl.models import TextClassifier
 from minitl.models.bert import IGNORE_INDEX, mlm_mask
 from minitl.models.gpt import sample_next
-from minitl.models.pretraining import FAST_RECIPE, CausalLM, MaskedLM, make_windows, spread
+from minitl.models.pretraining import FAST_RECIPE, CausalLM, MaskedLM, heldout_loss, make_windows, spread
 from minitl.models.text_transformer import pool, trim_padding
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,14 +265,27 @@ def test_objective_batches(rng):
 def test_masked_lm_objective_masks_at_its_own_rate():
     """The pretraining recipe's masking rate reaches mlm_mask: 40% of the ordinary tokens are
     predicted at mask_prob=0.4, 15% by default (BERT's rate, at which held-out losses are read)."""
-    windows = np.random.default_rng(1).integers(5, 50, size=(64, 64))
+    windows = np.random.default_rng(1).integers(5, 50, size=(400, 12))
     windows[:, 0] = 2
+    ordinary = 400 * 11
     model = tl.models.bert(**SMALL)
     for rate in (0.15, 0.4):
         (_, positions), _ = MaskedLM(model, mask_prob=rate).batch(windows, np.random.default_rng(0), 50)
-        assert abs(len(positions) / (64 * 63) - rate) < 0.02
+        assert abs(len(positions) / ordinary - rate) < 0.02
     (_, positions), _ = MaskedLM(model).batch(windows, np.random.default_rng(0), 50)
-    assert abs(len(positions) / (64 * 63) - 0.15) < 0.02
+    assert abs(len(positions) / ordinary - 0.15) < 0.02
+    # the held-out loss is read at 15%, whatever rate the recipe trains at, so recipes compare
+    _, count = heldout_loss(model, windows)
+    assert abs(count / ordinary - 0.15) < 0.02
+    _, count = heldout_loss(model, windows, mask_prob=0.4)
+    assert abs(count / ordinary - 0.4) < 0.02
+
+
+def test_language_experiment_gives_each_model_its_fine_tuning_rate():
+    from minitl.experiments.language import RECIPES, learning_rate
+    assert learning_rate("finetune", "bert") == RECIPES["finetune"]["lr"]["bert"]
+    assert learning_rate("finetune", "gpt") == RECIPES["finetune"]["lr"]["gpt"]
+    assert learning_rate("scratch", "bert") == learning_rate("scratch", "gpt") == RECIPES["scratch"]["lr"]
 
 
 # ============================================================================ the commands (GCIDE)
