@@ -217,15 +217,15 @@ for temperature, top_k in ((0.0, None), (0.7, 40), (1.0, 40), (1.5, None)):
 # replaced by a linear classifier on the mean of its hidden states. *Fine-tuning* trains
 # everything; a *linear probe* freezes the model and trains the classifier alone (a few hundred
 # parameters) on features computed once; *scratch* trains the same architecture from random
-# weights, with the same steps as fine-tuning (the learning rates are printed: the mini-BERT's
-# pretrained weights take larger fine-tuning steps than GPT's). This is `minitl experiment
+# weights, with the same steps as fine-tuning (the recipes are printed: the mini-BERT's
+# pretrained weights take larger fine-tuning steps than GPT's, after a warm-up). This is `minitl experiment
 # language` with N = 100 and 1,000 labelled texts and one seed (the command runs three seeds
 # and N = all): whatever it prints is the result.
 
 # %%
 rows, records, baseline = language.run(sizes=(100,) if FAST else (100, 1000), seeds=1, fast=FAST, progress=False)
 summary = language.summarize(rows)
-print("learning rates:", {strategy: recipe["lr"] for strategy, recipe in language.RECIPES.items()})
+print("learning rates and warm-up shares:", language.RECIPES)
 print(f"majority class (always noun) on these test texts: {baseline:.3f}")
 report.table([(t["model"], t["approach"], t["labels"], round(t["mean"], 3), f"{t['trainable_params']:,}",
                round(t["seconds"], 1)) for t in summary],

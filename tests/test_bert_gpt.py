@@ -281,11 +281,12 @@ def test_masked_lm_objective_masks_at_its_own_rate():
     assert abs(count / ordinary - 0.4) < 0.02
 
 
-def test_language_experiment_gives_each_model_its_fine_tuning_rate():
-    from minitl.experiments.language import RECIPES, learning_rate
-    assert learning_rate("finetune", "bert") == RECIPES["finetune"]["lr"]["bert"]
-    assert learning_rate("finetune", "gpt") == RECIPES["finetune"]["lr"]["gpt"]
-    assert learning_rate("scratch", "bert") == learning_rate("scratch", "gpt") == RECIPES["scratch"]["lr"]
+def test_language_experiment_gives_each_model_its_fine_tuning_recipe():
+    from minitl.experiments.language import RECIPES, recipe
+    assert recipe("finetune", "bert") == RECIPES["finetune"]["bert"] != recipe("finetune", "gpt")
+    assert recipe("finetune", "gpt") == RECIPES["finetune"]["gpt"]
+    assert recipe("scratch", "bert") == recipe("scratch", "gpt") == RECIPES["scratch"]
+    assert set(recipe("finetune", "bert")) == {"lr", "warmup"}
 
 
 # ============================================================================ the commands (GCIDE)
