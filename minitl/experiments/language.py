@@ -52,8 +52,8 @@ CPU-seconds, 30 minutes wall under a load of 8-15; GPT's model and recipe have n
 since). The mini-BERT column: the v2 BERT (`minitl pretrain bert`, held-out loss 6.566 at 15%
 masking) with its fine-tuning recipe above, run as `--models bert --sizes 100,1000` (131
 CPU-seconds, 17 minutes wall, as printed) and `--models bert --sizes all` (162 CPU-seconds,
-19 minutes wall) side by side, nice'd on the shared machine; in brackets the first BERT (v1: 15% masking, held-out loss 6.671,
-fine-tuned at 3e-4). Majority baseline 0.572.
+19 minutes wall) side by side, nice'd on the shared machine; in brackets the first BERT (v1:
+15% masking, held-out loss 6.671, fine-tuned at 3e-4). Majority baseline 0.572.
 
     N         strategy       mini-BERT v2      (v1)      mini-GPT         trainable
     100       finetune       0.669 +- 0.025    (0.640)   0.832 +- 0.005   1,826,052
@@ -69,8 +69,9 @@ fine-tuned at 3e-4). Majority baseline 0.572.
 GPT shows the chapter's order at every N (fine-tuning > scratch > probe). The mini-BERT still
 does not: the v2 recipe (40% masking, a larger fine-tuning rate with warm-up) lifted its
 fine-tuning by 3 to 15 points and its probe by 2 to 4; fine-tuning now matches scratch with
-all the labels (0.911 against 0.914), but scratch still wins at N = 100 and 1,000. Its masked-LM pretraining is weak: 6.566 against the unigram model's 7.00 (the v1
-model's MLM predictions were right 12% of the time, and 397 of 879 of them were one and the
+all the labels (0.911 against 0.914), but scratch still wins at N = 100 and 1,000. Its
+masked-LM pretraining is weak: 6.566 against the unigram model's 7.00 (the v1 model's MLM
+predictions were right 12% of the time, and 397 of 879 of them were one and the
 same token). No bug was found in the masking, the loss, the held-out evaluation, the tied
 weights (their gradient matches finite differences) or the pooling (mean over real tokens).
 Not yet tried: pre-norm layers for BERT, a longer pretraining budget, and the fine-tuning
