@@ -24,7 +24,7 @@ import minitl as tl
 from minitl.models import TextClassifier
 from minitl.models.bert import IGNORE_INDEX, mlm_mask
 from minitl.models.gpt import sample_next
-from minitl.models.pretraining import CausalLM, MaskedLM, make_windows, spread
+from minitl.models.pretraining import FAST_RECIPE, CausalLM, MaskedLM, heldout_loss, make_windows, spread
 from minitl.models.text_transformer import pool, trim_padding
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,11 +255,38 @@ def test_objective_batches(rng):
     np.testing.assert_array_equal(y.reshape(4, 11), windows[:, 1:])
     gpt = CausalLM(tl.models.gpt(**SMALL))
     assert gpt(x).shape == (44, 50)
-    (inputs, positions), targets = MaskedLM.batch(windows, np.random.default_rng(0), 50)
+    bert = MaskedLM(tl.models.bert(**SMALL))
+    (inputs, positions), targets = bert.batch(windows, np.random.default_rng(0), 50)
     assert len(positions) == len(targets) > 0
     np.testing.assert_array_equal(windows.reshape(-1)[positions], targets)
-    bert = MaskedLM(tl.models.bert(**SMALL))
     assert bert((inputs, positions)).shape == (len(positions), 50)
+
+
+def test_masked_lm_objective_masks_at_its_own_rate():
+    """The pretraining recipe's masking rate reaches mlm_mask: 40% of the ordinary tokens are
+    predicted at mask_prob=0.4, 15% by default (BERT's rate, at which held-out losses are read)."""
+    windows = np.random.default_rng(1).integers(5, 50, size=(400, 12))
+    windows[:, 0] = 2
+    ordinary = 400 * 11
+    model = tl.models.bert(**SMALL)
+    for rate in (0.15, 0.4):
+        (_, positions), _ = MaskedLM(model, mask_prob=rate).batch(windows, np.random.default_rng(0), 50)
+        assert abs(len(positions) / ordinary - rate) < 0.02
+    (_, positions), _ = MaskedLM(model).batch(windows, np.random.default_rng(0), 50)
+    assert abs(len(positions) / ordinary - 0.15) < 0.02
+    # the held-out loss is read at 15%, whatever rate the recipe trains at, so recipes compare
+    _, count = heldout_loss(model, windows)
+    assert abs(count / ordinary - 0.15) < 0.02
+    _, count = heldout_loss(model, windows, mask_prob=0.4)
+    assert abs(count / ordinary - 0.4) < 0.02
+
+
+def test_language_experiment_gives_each_model_its_fine_tuning_recipe():
+    from minitl.experiments.language import RECIPES, recipe
+    assert recipe("finetune", "bert") == RECIPES["finetune"]["bert"] != recipe("finetune", "gpt")
+    assert recipe("finetune", "gpt") == RECIPES["finetune"]["gpt"]
+    assert recipe("scratch", "bert") == recipe("scratch", "gpt") == RECIPES["scratch"]
+    assert set(recipe("finetune", "bert")) == {"lr", "warmup"}
 
 
 # ============================================================================ the commands (GCIDE)
@@ -287,7 +314,7 @@ def test_pretrain_and_experiment_fast_commands(cli_cache, tmp_path):
     for kind in ("bert", "gpt"):
         out = run_cli(["pretrain", kind, "--fast", "--no-progress"], cli_cache)
         assert "held-out" in out and "perplexity" in out
-        path = cli_cache / "minitl" / "weights" / f"{kind}_gcide_v2_fast.npz"
+        path = cli_cache / "minitl" / "weights" / f"{kind}_gcide_{FAST_RECIPE[kind]}_fast.npz"
         assert path.exists()
     rows_path = tmp_path / "rows.json"
     out = run_cli(["experiment", "language", "--fast", "--no-progress", "--json", str(rows_path),

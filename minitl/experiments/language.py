@@ -22,9 +22,17 @@ cosine decay of the learning rate (so at N = "all" both see 4,800 of the 93,000 
 budget, not the data, is the limit there). The probe's head trains for PROBE_EPOCHS passes
 over cached features, at most PROBE_MAX_STEPS steps, which costs next to nothing; the features
 of the whole training split are computed once per model and shared by every N and seed.
-The learning rates were chosen once, not tuned on this task: 3e-4 for fine-tuning (a
-pretrained model needs small steps), 1e-3 for scratch (the rate of the pretraining), 1e-2 for
-the probe's linear head.
+The learning rates: 1e-3 for scratch (the rate of the pretraining), 1e-2 for the probe's
+linear head, and for fine-tuning 3e-4 for GPT (a pretrained model needs small steps) but 1e-3
+for the mini-BERT, warmed up over the first 10% of the steps (as BERT's own fine-tuning
+recipe does). The mini-BERT's recipe was chosen on 1,000 texts of the *training* split held out
+of the sample (never on the test texts), seed 0, with the first pretrained BERT (v1), the
+accuracies as printed: at N = 100, rates 3e-4 / 1e-3 / 2e-3 gave 0.652 / 0.664 / 0.628
+without warm-up and 1e-3 / 2e-3 gave 0.691 / 0.626 with it; at N = 1,000, 3e-4 / 1e-3 / 2e-3
+gave 0.721 / 0.822 / 0.845 without and 1e-3 / 2e-3 gave 0.834 / 0.821 with it: 1e-3 with
+warm-up is the best at N = 100 and near the best at N = 1,000. At 3e-4 the post-norm BERT
+moves too little in 60-150 steps: the first version of this table fine-tuned it at 3e-4 and
+found it 11-14 points below scratch.
 
 **The cost** of the default (`--sizes 100,1000,all --seeds 3`, both models): per model 3 x 3
 fine-tuning and 3 x 3 scratch runs of 60, 125 and 150 steps, the features of the 93,000
@@ -39,26 +47,36 @@ on `gcide_pos(fast=True)`, N = 100, one seed, half the steps, in seconds.
 
     minitl experiment language --sizes 100,1000,all --seeds 3 --json language.json
 
-**Measured** (the default, run as `--models bert` and `--models gpt` side by side on the shared
-machine; 336 CPU-seconds each, 30 minutes wall each under a load of 8-15; the pretrained models
-of `minitl pretrain bert|gpt` at held-out loss 6.671 and 5.873; majority baseline 0.572):
+**Measured.** The mini-GPT column: the default run as `--models gpt` on the shared machine (336
+CPU-seconds, 30 minutes wall under a load of 8-15; GPT's model and recipe have not changed
+since). The mini-BERT column: the v2 BERT (`minitl pretrain bert`, held-out loss 6.566 at 15%
+masking) with its fine-tuning recipe above, run as `--models bert --sizes 100,1000` (131
+CPU-seconds, 17 minutes wall, as printed) and `--models bert --sizes all` (162 CPU-seconds,
+19 minutes wall) side by side, nice'd on the shared machine; in brackets the first BERT (v1:
+15% masking, held-out loss 6.671, fine-tuned at 3e-4). Majority baseline 0.572.
 
-    N         strategy       mini-BERT         mini-GPT       trainable
-    100       finetune       0.640 +- 0.017    0.832 +- 0.005 1,826,052
-              linear_probe   0.664 +- 0.012    0.773 +- 0.015       516
-              scratch        0.751 +- 0.015    0.794 +- 0.004 1,826,052
-    1,000     finetune       0.746 +- 0.004    0.906 +- 0.007
-              linear_probe   0.742 +- 0.003    0.844 +- 0.002
-              scratch        0.884 +- 0.002    0.891 +- 0.007
-    all       finetune       0.765 +- 0.010    0.929 +- 0.002
-              linear_probe   0.767 +- 0.002    0.862 +- 0.002
-              scratch        0.914 +- 0.004    0.909 +- 0.001
+    N         strategy       mini-BERT v2      (v1)      mini-GPT         trainable
+    100       finetune       0.669 +- 0.025    (0.640)   0.832 +- 0.005   1,826,052
+              linear_probe   0.702 +- 0.017    (0.664)   0.773 +- 0.015         516
+              scratch        0.751 +- 0.015    (0.751)   0.794 +- 0.004   1,826,052
+    1,000     finetune       0.838 +- 0.005    (0.746)   0.906 +- 0.007
+              linear_probe   0.762 +- 0.007    (0.742)   0.844 +- 0.002
+              scratch        0.884 +- 0.002    (0.884)   0.891 +- 0.007
+    all       finetune       0.911 +- 0.002    (0.765)   0.929 +- 0.002
+              linear_probe   0.783 +- 0.003    (0.767)   0.862 +- 0.002
+              scratch        0.914 +- 0.004    (0.914)   0.909 +- 0.001
 
-GPT shows the chapter's order at every N (fine-tuning > scratch > probe). The mini-BERT does
-not: its masked-LM pretraining (held-out loss 6.67 against the unigram model's 7.00) left
-features a probe reads about as well as fine-tuning does, and a starting point from which
-fine-tuning at 3e-4 moves little in 150 steps, so scratch (at 1e-3) wins from N = 100 on. Not
-yet investigated: longer MLM pretraining, and fine-tuning rates for BERT.
+GPT shows the chapter's order at every N (fine-tuning > scratch > probe). The mini-BERT still
+does not: the v2 recipe (40% masking, a larger fine-tuning rate with warm-up) lifted its
+fine-tuning by 3 to 15 points and its probe by 2 to 4; fine-tuning now matches scratch with
+all the labels (0.911 against 0.914), but scratch still wins at N = 100 and 1,000. Its
+masked-LM pretraining is weak: 6.566 against the unigram model's 7.00 (the v1 model's MLM
+predictions were right 12% of the time, and 397 of 879 of them were one and the
+same token). No bug was found in the masking, the loss, the held-out evaluation, the tied
+weights (their gradient matches finite differences) or the pooling (mean over real tokens).
+Not yet tried: pre-norm layers for BERT, a longer pretraining budget, and the fine-tuning
+rate re-chosen for the v2 weights (on the training split's held-out texts at N = 100 it
+preferred 3e-4 with warm-up, 0.710, over 1e-3, 0.665; scratch 0.737).
 """
 from __future__ import annotations
 
@@ -85,7 +103,11 @@ BATCH_SIZE = 32
 EPOCHS, MIN_STEPS, MAX_STEPS = 4, 60, 150
 PROBE_EPOCHS, PROBE_MAX_STEPS, PROBE_BATCH_SIZE = 50, 1500, 64
 POOLING = "mean"  # the mean over the real tokens: BERT's [CLS] was never trained to sum a text up
-RECIPES = {"finetune": {"lr": 3e-4}, "scratch": {"lr": 1e-3}, "linear_probe": {"lr": 1e-2}}
+# fine-tuning's recipe per model (see "The learning rates"): GPT's pretrained weights need small
+# steps; the mini-BERT's (post-norm, masked LM) take larger ones, after a warm-up over the first
+# 10% of the steps (BERT's own fine-tuning recipe)
+RECIPES = {"finetune": {"bert": {"lr": 1e-3, "warmup": 0.1}, "gpt": {"lr": 3e-4, "warmup": 0.0}},
+           "scratch": {"lr": 1e-3, "warmup": 0.0}, "linear_probe": {"lr": 1e-2, "warmup": 0.0}}
 FAST_TEST_EXAMPLES = 300
 
 
@@ -145,17 +167,24 @@ def probe(features, y, test_features, y_test, num_classes):
     head.weight.data[...] = 0  # a zero head: the first steps see the features, not a random map
     loader = transfer.make_loader(features, y, PROBE_BATCH_SIZE)
     steps = min(PROBE_MAX_STEPS, PROBE_EPOCHS * len(loader))
-    optimizer = optim.Adam(head.parameters(), lr=RECIPES["linear_probe"]["lr"])
+    optimizer = optim.Adam(head.parameters(), lr=recipe("linear_probe", None)["lr"])
     scheduler = optim.lr_scheduler.warmup_cosine(optimizer, 0, steps)
     transfer.train_steps(head, loader, optimizer, steps=steps, scheduler=scheduler)
     return transfer.accuracy(head, test_features, y_test), transfer.count_trainable(head)
 
 
-def train_network(model, x, y, strategy, steps):
-    """Fine-tuning or scratch: every parameter, `steps` Adam steps, cosine decay."""
+def recipe(strategy, kind):
+    """{"lr": rate, "warmup": share of the steps} of `strategy` for model `kind` ("bert" or
+    "gpt"): RECIPES holds one recipe per strategy, or one per model."""
+    return RECIPES[strategy].get(kind, RECIPES[strategy])
+
+
+def train_network(model, x, y, steps, lr, warmup=0.0):
+    """Fine-tuning or scratch: every parameter, `steps` Adam steps at rate `lr`, a linear
+    warm-up over the first `warmup` share of them, then cosine decay."""
     transfer.unfreeze(model)
-    optimizer = optim.Adam(model.parameters(), lr=RECIPES[strategy]["lr"])
-    scheduler = optim.lr_scheduler.warmup_cosine(optimizer, 0, steps)
+    optimizer = optim.Adam(model.parameters(), lr=lr)
+    scheduler = optim.lr_scheduler.warmup_cosine(optimizer, round(warmup * steps), steps)
     loader = transfer.make_loader(x, y, BATCH_SIZE)
     transfer.train_steps(model, loader, optimizer, steps=steps, scheduler=scheduler, max_grad_norm=1.0)
     return transfer.count_trainable(model)
@@ -193,7 +222,7 @@ def run(sizes=(100, 1000, None), seeds=3, kinds=KINDS, strategies=STRATEGIES, fa
             accuracy, trainable = probe(train_features[idx], y[idx], test_features, y_test, num_classes)
         else:
             model = classifier(models[kind], num_classes, from_scratch=strategy == "scratch")
-            trainable = train_network(model, x[idx], y[idx], strategy, steps_for(len(idx), fast))
+            trainable = train_network(model, x[idx], y[idx], steps_for(len(idx), fast), **recipe(strategy, kind))
             accuracy = transfer.accuracy(model, x_test, y_test, batch_size=250)
         row = {"model": kind, "strategy": strategy, "n_labels": int(len(idx)), "all": n is None, "seed": int(seed),
                "accuracy": float(accuracy), "trainable_params": int(trainable),

@@ -12,7 +12,9 @@ to fill in blanks instead (masked LM): 15% of the tokens are chosen, and of thos
 and the loss is the cross-entropy of the original token at the chosen positions only,
 L = -(1/|M|) sum_(t in M) log p(w_t | x~). Special tokens ([CLS], [SEP]) and padding are never
 chosen. `mlm_mask` draws that (the exercise `bert.mlm_mask`); `MiniBert.mlm_logits` runs the
-head only at the chosen positions: 15% of the positions need the 8,000-way softmax, not all.
+head only at the chosen positions: a share of the positions needs the 8,000-way softmax, not
+all. The rate is `mask_prob`: BERT's 15% by default; the pretraining recipe here masks 40%
+(`minitl.models.pretraining`: more predictions per window for a small budget).
 
     model = tl.models.bert()                    # width 128, 4 layers, 4 heads, 64 positions
     hidden, cls = model.encode(batch["input_ids"], batch["attention_mask"])
