@@ -125,10 +125,12 @@ def test_multi_task_serving_switches_adapters_per_batch_on_one_frozen_backbone()
 
 # --- the recipes and how they were tuned ----------------------------------------------------------
 def test_the_recipe_table_names_every_method_with_a_rate_from_its_tuning_grid():
-    assert set(peft_table.RECIPES) == set(peft_table.METHODS) == set(peft_table.TUNING_GRID)
-    for method, recipe in peft_table.RECIPES.items():
-        assert recipe["lr"] in peft_table.TUNING_GRID[method], method
+    assert set(peft_table.RECIPES) == set(peft_table.METHODS)
+    assert set(peft_table.TUNING_GRID) == set(peft_table.TUNED_METHODS) == set(peft_table.METHODS) - {"lora_r4"}
+    for method in peft_table.TUNED_METHODS:
+        assert peft_table.RECIPES[method]["lr"] in peft_table.TUNING_GRID[method], method
         assert len(peft_table.TUNING_GRID[method]) >= 3
+    assert peft_table.RECIPES["lora_r4"] == peft_table.RECIPES["lora_r8"]  # r = 4 takes r = 8's tuned rate
 
 
 def test_the_validation_split_is_carved_from_the_training_pool_stratified_and_fixed():
@@ -197,9 +199,10 @@ def test_full_fine_tuning_trains_its_fresh_head_at_the_recipes_head_rate():
 def test_the_sweep_scores_every_rate_on_validation_then_reruns_the_best_with_twice_the_steps(monkeypatch):
     monkeypatch.setattr(peft_table, "STEPS", 20)
     grid = {"linear_probe": (1e-3, 1e-1), "lora_r4": (1e-3, 3e-2)}
-    rows = peft_table.tune([tiny_task()], methods=tuple(grid), n_labels=100, grid=grid, progress=False)
+    rows = peft_table.tune([tiny_task()], methods=tuple(grid), n_labels=100, grid=grid, progress=False,
+                           check_steps=tuple(grid))
     assert [(r["method"], r["lr"]) for r in rows[:4]] == [(m, lr) for m in grid for lr in grid[m]]
-    assert all(r["evaluated_on"] == "validation" for r in rows)
+    assert all(r["evaluated_on"] == "validation" for r in rows) and len(rows) == 6
     for method in grid:
         swept = [r for r in rows[:4] if r["method"] == method]
         check, = [r for r in rows[4:] if r["method"] == method]
@@ -207,3 +210,11 @@ def test_the_sweep_scores_every_rate_on_validation_then_reruns_the_best_with_twi
         assert check["steps"] == 2 * swept[0]["steps"]
     table = peft_table.format_tuning(rows)
     assert table.count(" *") == 2 and "| tiny | lora_r4 | 0.03 |" in table
+
+
+def test_the_twice_the_steps_check_runs_only_for_the_methods_asked(monkeypatch):
+    monkeypatch.setattr(peft_table, "STEPS", 10)
+    grid = {"linear_probe": (1e-2,), "prompt": (3e-2,)}
+    rows = peft_table.tune([tiny_task()], methods=tuple(grid), n_labels=50, grid=grid, progress=False,
+                           check_steps=("prompt",))
+    assert [(r["method"], r["steps"]) for r in rows] == [("linear_probe", 12), ("prompt", 12), ("prompt", 24)]
