@@ -505,6 +505,20 @@ def multitask_data(tokenizer_vocab, max_len, fast=False, n_train=2000):
     return out
 
 
+def parse_grid(text, parser):
+    """'full_ft=3e-3;prompt=1e-1,3e-1' -> {"full_ft": (0.003,), "prompt": (0.1, 0.3)}."""
+    grid = {}
+    for part in filter(None, text.split(";")):
+        method, _, rates = part.partition("=")
+        if method not in TUNED_METHODS or not rates:
+            parser.error(f"--grid: {part!r} is not METHOD=RATE[,RATE...] with METHOD one of {', '.join(TUNED_METHODS)}")
+        try:
+            grid[method] = tuple(float(r) for r in rates.split(","))
+        except ValueError:
+            parser.error(f"--grid: the rates of {method} are not numbers: {rates!r}")
+    return grid
+
+
 def experiment_peft_main(argv=None):
     """`minitl experiment peft`: run the table, print it, save the figure (and JSON rows)."""
     parser = argparse.ArgumentParser(prog="minitl experiment peft",
@@ -520,6 +534,9 @@ def experiment_peft_main(argv=None):
     parser.add_argument("--tune", action="store_true",
                         help="instead of the table, rerun the learning-rate sweep that chose RECIPES (validation "
                              "split of the training pool, 1,000 labels, seed 0) and the check with twice the steps")
+    parser.add_argument("--grid", default=None,
+                        help="with --tune: rates to try instead of TUNING_GRID's, e.g. 'full_ft=3e-3;prompt=1e-1,3e-1' "
+                             "(only the methods named are tuned)")
     parser.add_argument("--check-steps", default=",".join(TUNED_METHODS),
                         help="with --tune: the methods whose best rate reruns with twice the steps (default all)")
     parser.add_argument("--no-progress", action="store_true")
@@ -537,7 +554,8 @@ def experiment_peft_main(argv=None):
     seeds = args.seeds if args.seeds is not None else (1 if args.fast else 3)
     start, cpu = time.perf_counter(), time.process_time()
     if args.tune:
-        rows = tune(tasks, [m for m in methods if m in TUNED_METHODS], n_labels=labels[-1], fast=args.fast, json_path=args.json,
+        grid = parse_grid(args.grid, parser) if args.grid else TUNING_GRID
+        rows = tune(tasks, [m for m in methods if m in TUNED_METHODS and m in grid], grid=grid, n_labels=labels[-1], fast=args.fast, json_path=args.json,
                     progress=not args.no_progress, check_steps=[m for m in args.check_steps.split(",") if m])
         print(format_tuning(rows))
         print(f"wall {time.perf_counter() - start:.0f} s, CPU {time.process_time() - cpu:.0f} s")
