@@ -218,3 +218,12 @@ def test_the_twice_the_steps_check_runs_only_for_the_methods_asked(monkeypatch):
     rows = peft_table.tune([tiny_task()], methods=tuple(grid), n_labels=50, grid=grid, progress=False,
                            check_steps=("prompt",))
     assert [(r["method"], r["steps"]) for r in rows] == [("linear_probe", 12), ("prompt", 12), ("prompt", 24)]
+
+
+def test_a_tuning_grid_on_the_command_line_names_tuned_methods_and_numbers():
+    import argparse
+    parser = argparse.ArgumentParser()
+    assert peft_table.parse_grid("full_ft=3e-3;prompt=1e-1,3e-1", parser) == {"full_ft": (3e-3,), "prompt": (0.1, 0.3)}
+    for bad in ("lora_r4=1e-3", "prompt=fast", "prompt"):
+        with pytest.raises(SystemExit):
+            peft_table.parse_grid(bad, parser)
