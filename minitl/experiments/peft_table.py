@@ -300,7 +300,7 @@ TASKS = {"bert": text_task, "vit": vision_task}
 
 # --- the table ------------------------------------------------------------------------------------
 def run(tasks=("bert", "vit"), label_counts=LABEL_COUNTS, seeds=3, methods=METHODS, fast=False, json_path=None,
-        progress=True):
+        progress=True, steps=None):
     """Every method at every label count and seed, on each task (names of TASKS or Task
     objects); returns the rows (written to json_path after each run as well)."""
     from tqdm.auto import tqdm
@@ -313,14 +313,14 @@ def run(tasks=("bert", "vit"), label_counts=LABEL_COUNTS, seeds=3, methods=METHO
         bar = tqdm(jobs, desc=f"peft table: {task.name}", disable=not progress)
         for n, seed, method in bar:
             bar.set_postfix(n=n, seed=seed, method=method)
-            rows.append(run_one(task, method, n, seed, fast, split=split))
+            rows.append(run_one(task, method, n, seed, fast, split=split, steps=steps))
             if json_path:
                 Path(json_path).write_text(json.dumps(rows, indent=1))
     return rows
 
 
 def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, grid=None, fast=False, json_path=None,
-         progress=True, check_steps=TUNED_METHODS):
+         progress=True, check_steps=TUNED_METHODS, steps=None):
     """The sweep that chose RECIPES: for each task and method, every learning rate of
     TUNING_GRID (full fine-tuning keeps its recipe's head_lr) at n_labels labels and one seed,
     scored on the validation split; then, for the methods in `check_steps`, the best rate rerun
@@ -329,6 +329,7 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
     from tqdm.auto import tqdm
 
     grid = TUNING_GRID if grid is None else grid
+    steps = STEPS if steps is None else steps
     rows = []
     for entry in tasks:
         task = TASKS[entry](fast=fast, progress=progress) if isinstance(entry, str) else entry
@@ -336,7 +337,7 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
         jobs = [(m, lr) for m in methods for lr in grid[m]]
         for method, lr in tqdm(jobs, desc=f"peft tuning: {task.name}", disable=not progress):
             recipe = {**RECIPES[method], "lr": lr}
-            rows.append(run_one(task, method, n_labels, seed, fast, recipe=recipe, split=split,
+            rows.append(run_one(task, method, n_labels, seed, fast, recipe=recipe, steps=steps, split=split,
                                 evaluate="validation"))
             if json_path:
                 Path(json_path).write_text(json.dumps(rows, indent=1))
@@ -345,7 +346,7 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
                            disable=not progress):
             best = max((r for r in swept if r["method"] == method), key=lambda r: r["accuracy"])
             recipe = {**RECIPES[method], "lr": best["lr"]}
-            rows.append(run_one(task, method, n_labels, seed, fast, recipe=recipe, steps=2 * STEPS, split=split,
+            rows.append(run_one(task, method, n_labels, seed, fast, recipe=recipe, steps=2 * steps, split=split,
                                 evaluate="validation"))
             if json_path:
                 Path(json_path).write_text(json.dumps(rows, indent=1))
@@ -537,6 +538,8 @@ def experiment_peft_main(argv=None):
     parser.add_argument("--grid", default=None,
                         help="with --tune: rates to try instead of TUNING_GRID's, e.g. 'full_ft=3e-3;prompt=1e-1,3e-1' "
                              "(only the methods named are tuned)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"about this many optimizer steps a run (default {STEPS}), at least one epoch")
     parser.add_argument("--check-steps", default=",".join(TUNED_METHODS),
                         help="with --tune: the methods whose best rate reruns with twice the steps (default all)")
     parser.add_argument("--no-progress", action="store_true")
@@ -556,11 +559,12 @@ def experiment_peft_main(argv=None):
     if args.tune:
         grid = parse_grid(args.grid, parser) if args.grid else TUNING_GRID
         rows = tune(tasks, [m for m in methods if m in TUNED_METHODS and m in grid], grid=grid, n_labels=labels[-1], fast=args.fast, json_path=args.json,
-                    progress=not args.no_progress, check_steps=[m for m in args.check_steps.split(",") if m])
+                    progress=not args.no_progress, check_steps=[m for m in args.check_steps.split(",") if m],
+                    steps=args.steps)
         print(format_tuning(rows))
         print(f"wall {time.perf_counter() - start:.0f} s, CPU {time.process_time() - cpu:.0f} s")
         return rows
-    rows = run(tasks, labels, seeds, methods, args.fast, args.json, not args.no_progress)
+    rows = run(tasks, labels, seeds, methods, args.fast, args.json, not args.no_progress, steps=args.steps)
     summary = summarize(rows)
     print(format_table(summary))
     plot(summary, args.figure)
