@@ -38,12 +38,11 @@ from ..report import save_figure
 
 METHODS = ("full_ft", "linear_probe", "lora_r4", "lora_r8", "adapters", "prompt", "prefix")
 LABEL_COUNTS = (100, 1000)
-# The budget (25 minutes on two idle cores for the default run) sets these. One training step
-# of 16 examples costs about 0.1 CPU-second on average over the methods (mini-BERT a little more,
-# the ViT a little less; full fine-tuning and LoRA the most, the linear probe the least), and
-# evaluation 3 ms (BERT) and 1 ms (ViT) an example: with about 120 steps a run and 1,000 test
-# examples, the 84 runs of the default table cost about 1,100 CPU-seconds (the last run's
-# figures are in benchmarks/RESULTS.md).
+# The budget (25 minutes on two idle cores for the default run) sets these: a run's cost is its
+# optimizer steps (batches of 16) plus the evaluation of MAX_TEST examples, so the default table
+# costs about STEPS x 84 runs of training; benchmarks/RESULTS.md has its measured CPU time.
+# 120 steps is twice the first, untuned table's 60; whether they let a run settle is what the
+# tuning's rerun with twice the steps checks (RESULTS.md has what it found).
 STEPS = 120          # about this many optimizer steps per run, and at least MIN_EPOCHS passes
 MIN_EPOCHS = 1
 WARMUP = 0.1         # the share of the steps that warm the rate up, before its cosine decay to 0
