@@ -15,6 +15,9 @@ parameters, their gradients and Adam's two moments (4 x the trainable bytes in f
 (2) the peak of the numbers allocated during one training step, measured with tracemalloc
 (NumPy reports its arrays to it), above what was allocated before the step.
 
+Each method trains at its own rate (RECIPES), chosen on a validation split carved from the
+training pool, never the test set: `minitl experiment peft --tune` reruns that sweep (`tune`).
+
 `serve_two_tasks` is the chapter's multi-task serving: one frozen mini-BERT, one LoRA adapter
 and one head per task (part of speech, subject), switched per batch.
 """
@@ -354,8 +357,8 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
 
 
 def format_tuning(rows):
-    """The sweep as a table: validation accuracy per method and rate (the steps in brackets),
-    the best rate of each method marked with *."""
+    """The sweep as a table: validation accuracy per method, rate and step count, the best rate
+    of each method (at its fewest steps) marked with *."""
     lines = ["| task | method | lr | steps | validation accuracy |", "|---|---|---:|---:|---:|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         for method in dict.fromkeys(r["method"] for r in rows if r["task"] == task):
@@ -558,8 +561,9 @@ def experiment_peft_main(argv=None):
     start, cpu = time.perf_counter(), time.process_time()
     if args.tune:
         grid = parse_grid(args.grid, parser) if args.grid else TUNING_GRID
-        rows = tune(tasks, [m for m in methods if m in TUNED_METHODS and m in grid], grid=grid, n_labels=labels[-1], fast=args.fast, json_path=args.json,
-                    progress=not args.no_progress, check_steps=[m for m in args.check_steps.split(",") if m],
+        checked = [m for m in args.check_steps.split(",") if m]
+        rows = tune(tasks, [m for m in methods if m in TUNED_METHODS and m in grid], grid=grid, n_labels=labels[-1],
+                    fast=args.fast, json_path=args.json, progress=not args.no_progress, check_steps=checked,
                     steps=args.steps)
         print(format_tuning(rows))
         print(f"wall {time.perf_counter() - start:.0f} s, CPU {time.process_time() - cpu:.0f} s")
