@@ -193,6 +193,16 @@ if load_pretrained_bert is not None:
 # what memory training needs (the trainable parameters, their gradients and Adam's two moments;
 # and the measured peak of one training step) and the time per epoch. This is
 # `minitl experiment peft` (one seed here; the command runs three).
+#
+# A comparison of methods is fair only if each trains at a learning rate that suits it: full
+# fine-tuning moves pretrained weights and wants a small rate, a prompt is a handful of fresh
+# vectors and wants a large one. Each method's rate was chosen by `minitl experiment peft --tune`
+# on a validation split carved from the training labels, never on the test set (a rate picked
+# by test accuracy would report a tuned test accuracy). The recipes:
+
+# %%
+for method, recipe in peft_table.RECIPES.items():
+    print(f"{method:>12}: " + ", ".join(f"{k} {v:g}" for k, v in recipe.items()))
 
 # %%
 available = []

@@ -86,7 +86,8 @@ def test_the_pretrained_weights_are_not_changed_by_the_peft_methods():
 
 
 def test_lora_learns_the_tiny_task():
-    rows = peft_table.run([tiny_task()], label_counts=(200,), seeds=1, methods=("lora_r8",), progress=False)
+    # 160 labels: the pool of 200 less its validation fifth
+    rows = peft_table.run([tiny_task()], label_counts=(160,), seeds=1, methods=("lora_r8",), progress=False)
     assert rows[0]["accuracy"] > 0.6  # chance is 1/3
 
 
@@ -120,3 +121,109 @@ def test_multi_task_serving_switches_adapters_per_batch_on_one_frozen_backbone()
     after = backbone.state_dict()  # the LoRA layers sit in it now, the frozen weights as base_layer
     for k, v in frozen.items():
         np.testing.assert_array_equal(after[k.replace("self_attn.", "self_attn.base_layer.")], v, err_msg=k)
+
+
+# --- the recipes and how they were tuned ----------------------------------------------------------
+def test_the_recipe_table_names_every_method_with_a_rate_from_its_tuning_grid():
+    assert set(peft_table.RECIPES) == set(peft_table.METHODS)
+    assert set(peft_table.TUNING_GRID) == set(peft_table.TUNED_METHODS) == set(peft_table.METHODS) - {"lora_r4"}
+    for method in peft_table.TUNED_METHODS:
+        assert peft_table.RECIPES[method]["lr"] in peft_table.TUNING_GRID[method], method
+        assert len(peft_table.TUNING_GRID[method]) >= 3
+    assert peft_table.RECIPES["lora_r4"] == peft_table.RECIPES["lora_r8"]  # r = 4 takes r = 8's tuned rate
+
+
+def test_the_validation_split_is_carved_from_the_training_pool_stratified_and_fixed():
+    task = tiny_task()
+    pool, validation = peft_table.validation_split(task)
+    assert len(validation) == len(task.y) // 5 and len(pool) + len(validation) == len(task.y)
+    assert not set(pool) & set(validation) and validation.max() < len(task.y)
+    counts = np.bincount(task.y[validation], minlength=3) / len(validation)
+    np.testing.assert_allclose(counts, np.bincount(task.y, minlength=3) / len(task.y), atol=0.03)
+    again = peft_table.validation_split(tiny_task())
+    np.testing.assert_array_equal(again[1], validation)
+
+
+def unique_rows_task():
+    """tiny_task, its 240 sequences all different, so a row tells which example it is."""
+    task = tiny_task()
+    x = np.concatenate([task.x, task.x_test])
+    assert len(np.unique(x, axis=0)) == len(x)
+    return task, {row.tobytes(): i for i, row in enumerate(x)}
+
+
+@pytest.mark.parametrize("evaluate", ["test", "validation"])
+def test_runs_train_outside_the_validation_split_and_tuning_never_reads_the_test_set(monkeypatch, evaluate):
+    task, index = unique_rows_task()
+    pool, validation = peft_table.validation_split(task)
+    trained, scored = set(), []
+    real_step, real_accuracy = peft_table.train_step, peft_table.accuracy
+
+    def recording_step(model, optimizer, loss_fn, x, y, **kw):
+        trained.update(index[row.tobytes()] for row in x.data)
+        return real_step(model, optimizer, loss_fn, x, y, **kw)
+
+    def recording_accuracy(model, x, y, **kw):
+        scored.append({index[row.tobytes()] for row in x})
+        return real_accuracy(model, x, y, **kw)
+
+    monkeypatch.setattr(peft_table, "train_step", recording_step)
+    monkeypatch.setattr(peft_table, "accuracy", recording_accuracy)
+    row = peft_table.run_one(task, "linear_probe", 100, 0, fast=True, evaluate=evaluate)
+    assert row["evaluated_on"] == evaluate
+    test_ids = set(range(len(task.y), len(task.y) + len(task.y_test)))
+    assert trained and trained <= set(pool.tolist())  # never a validation or test example
+    assert scored == [test_ids if evaluate == "test" else set(validation.tolist())]
+
+
+def test_more_labels_than_the_pool_outside_validation_is_an_error():
+    with pytest.raises(ValueError, match="160 examples outside the validation split"):
+        peft_table.run_one(tiny_task(), "linear_probe", 200, 0, fast=True)
+    with pytest.raises(ValueError, match="evaluate must be"):
+        peft_table.run_one(tiny_task(), "linear_probe", 30, 0, fast=True, evaluate="train")
+
+
+def test_full_fine_tuning_trains_its_fresh_head_at_the_recipes_head_rate():
+    task = tiny_task()
+    model = peft_table.adapt(task.make_model(), "full_ft", "classifier")
+    optimizer = peft_table.optimizer_for(model, "full_ft", "classifier", {"lr": 1e-4, "head_lr": 3e-3})
+    body, head = optimizer.param_groups
+    assert body["lr"] == 1e-4 and head["lr"] == 3e-3
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.classifier.parameters()}
+    assert len(body["params"]) + len(head["params"]) == len(list(model.parameters()))
+    peft_model = peft_table.adapt(task.make_model(), "lora_r4", "classifier")
+    group, = peft_table.optimizer_for(peft_model, "lora_r4", "classifier", {"lr": 5e-3}).param_groups
+    assert group["lr"] == 5e-3
+
+
+def test_the_sweep_scores_every_rate_on_validation_then_reruns_the_best_with_twice_the_steps(monkeypatch):
+    monkeypatch.setattr(peft_table, "STEPS", 20)
+    grid = {"linear_probe": (1e-3, 1e-1), "lora_r4": (1e-3, 3e-2)}
+    rows = peft_table.tune([tiny_task()], methods=tuple(grid), n_labels=100, grid=grid, progress=False,
+                           check_steps=tuple(grid))
+    assert [(r["method"], r["lr"]) for r in rows[:4]] == [(m, lr) for m in grid for lr in grid[m]]
+    assert all(r["evaluated_on"] == "validation" for r in rows) and len(rows) == 6
+    for method in grid:
+        swept = [r for r in rows[:4] if r["method"] == method]
+        check, = [r for r in rows[4:] if r["method"] == method]
+        assert check["lr"] == max(swept, key=lambda r: r["accuracy"])["lr"]
+        assert check["steps"] == 2 * swept[0]["steps"]
+    table = peft_table.format_tuning(rows)
+    assert table.count(" *") == 2 and "| tiny | lora_r4 | 0.03 |" in table
+
+
+def test_the_twice_the_steps_check_runs_only_for_the_methods_asked(monkeypatch):
+    monkeypatch.setattr(peft_table, "STEPS", 10)
+    grid = {"linear_probe": (1e-2,), "prompt": (3e-2,)}
+    rows = peft_table.tune([tiny_task()], methods=tuple(grid), n_labels=50, grid=grid, progress=False,
+                           check_steps=("prompt",))
+    assert [(r["method"], r["steps"]) for r in rows] == [("linear_probe", 12), ("prompt", 12), ("prompt", 24)]
+
+
+def test_a_tuning_grid_on_the_command_line_names_tuned_methods_and_numbers():
+    import argparse
+    parser = argparse.ArgumentParser()
+    assert peft_table.parse_grid("full_ft=3e-3;prompt=1e-1,3e-1", parser) == {"full_ft": (3e-3,), "prompt": (0.1, 0.3)}
+    for bad in ("lora_r4=1e-3", "prompt=fast", "prompt"):
+        with pytest.raises(SystemExit):
+            peft_table.parse_grid(bad, parser)
