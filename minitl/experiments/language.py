@@ -25,14 +25,9 @@ of the whole training split are computed once per model and shared by every N an
 The learning rates: 1e-3 for scratch (the rate of the pretraining), 1e-2 for the probe's
 linear head, and for fine-tuning 3e-4 for GPT (a pretrained model needs small steps) but 1e-3
 for the mini-BERT, warmed up over the first 10% of the steps (as BERT's own fine-tuning
-recipe does). The mini-BERT's recipe was chosen on 1,000 texts of the *training* split held out
-of the sample (never on the test texts), seed 0, with the first pretrained BERT (v1), the
-accuracies as printed: at N = 100, rates 3e-4 / 1e-3 / 2e-3 gave 0.652 / 0.664 / 0.628
-without warm-up and 1e-3 / 2e-3 gave 0.691 / 0.626 with it; at N = 1,000, 3e-4 / 1e-3 / 2e-3
-gave 0.721 / 0.822 / 0.845 without and 1e-3 / 2e-3 gave 0.834 / 0.821 with it: 1e-3 with
-warm-up is the best at N = 100 and near the best at N = 1,000. At 3e-4 the post-norm BERT
-moves too little in 60-150 steps: the first version of this table fine-tuned it at 3e-4 and
-found it 11-14 points below scratch.
+recipe does). The mini-BERT's rate was chosen on 1,000 texts of the *training* split held
+out of the sample, never on the test texts; the sweep's figures, and the measured table, are
+in benchmarks/RESULTS.md ("The language table").
 
 **The cost** of the default (`--sizes 100,1000,all --seeds 3`, both models): per model 3 x 3
 fine-tuning and 3 x 3 scratch runs of 60, 125 and 150 steps, the features of the 93,000
@@ -46,37 +41,6 @@ own wall and CPU time. `--fast` runs the tiny pretrained models (`minitl pretrai
 on `gcide_pos(fast=True)`, N = 100, one seed, half the steps, in seconds.
 
     minitl experiment language --sizes 100,1000,all --seeds 3 --json language.json
-
-**Measured.** The mini-GPT column: the default run as `--models gpt` on the shared machine (336
-CPU-seconds, 30 minutes wall under a load of 8-15; GPT's model and recipe have not changed
-since). The mini-BERT column: the v2 BERT (`minitl pretrain bert`, held-out loss 6.566 at 15%
-masking) with its fine-tuning recipe above, run as `--models bert --sizes 100,1000` (131
-CPU-seconds, 17 minutes wall, as printed) and `--models bert --sizes all` (162 CPU-seconds,
-19 minutes wall) side by side, nice'd on the shared machine; in brackets the first BERT (v1:
-15% masking, held-out loss 6.671, fine-tuned at 3e-4). Majority baseline 0.572.
-
-    N         strategy       mini-BERT v2      (v1)      mini-GPT         trainable
-    100       finetune       0.669 +- 0.025    (0.640)   0.832 +- 0.005   1,826,052
-              linear_probe   0.702 +- 0.017    (0.664)   0.773 +- 0.015         516
-              scratch        0.751 +- 0.015    (0.751)   0.794 +- 0.004   1,826,052
-    1,000     finetune       0.838 +- 0.005    (0.746)   0.906 +- 0.007
-              linear_probe   0.762 +- 0.007    (0.742)   0.844 +- 0.002
-              scratch        0.884 +- 0.002    (0.884)   0.891 +- 0.007
-    all       finetune       0.911 +- 0.002    (0.765)   0.929 +- 0.002
-              linear_probe   0.783 +- 0.003    (0.767)   0.862 +- 0.002
-              scratch        0.914 +- 0.004    (0.914)   0.909 +- 0.001
-
-GPT shows the chapter's order at every N (fine-tuning > scratch > probe). The mini-BERT still
-does not: the v2 recipe (40% masking, a larger fine-tuning rate with warm-up) lifted its
-fine-tuning by 3 to 15 points and its probe by 2 to 4; fine-tuning now matches scratch with
-all the labels (0.911 against 0.914), but scratch still wins at N = 100 and 1,000. Its
-masked-LM pretraining is weak: 6.566 against the unigram model's 7.00 (the v1 model's MLM
-predictions were right 12% of the time, and 397 of 879 of them were one and the
-same token). No bug was found in the masking, the loss, the held-out evaluation, the tied
-weights (their gradient matches finite differences) or the pooling (mean over real tokens).
-Not yet tried: pre-norm layers for BERT, a longer pretraining budget, and the fine-tuning
-rate re-chosen for the v2 weights (on the training split's held-out texts at N = 100 it
-preferred 3e-4 with warm-up, 0.710, over 1e-3, 0.665; scratch 0.737).
 """
 from __future__ import annotations
 
