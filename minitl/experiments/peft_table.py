@@ -317,9 +317,14 @@ def run(tasks=("bert", "vit"), label_counts=LABEL_COUNTS, seeds=3, methods=METHO
         for n, seed, method in bar:
             bar.set_postfix(n=n, seed=seed, method=method)
             rows.append(run_one(task, method, n, seed, fast, split=split, steps=steps))
-            if json_path:
-                Path(json_path).write_text(json.dumps(rows, indent=1))
+            save_rows(rows, json_path)
     return rows
+
+
+def save_rows(rows, json_path):
+    """Write the rows so far to json_path (if given): a long run stopped early keeps its rows."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
 
 
 def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, grid=None, fast=False, json_path=None,
@@ -342,8 +347,7 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
             recipe = {**RECIPES[method], "lr": lr}
             rows.append(run_one(task, method, n_labels, seed, fast, recipe=recipe, steps=steps, split=split,
                                 evaluate="validation"))
-            if json_path:
-                Path(json_path).write_text(json.dumps(rows, indent=1))
+            save_rows(rows, json_path)
         swept = [r for r in rows if r["task"] == task.name]
         for method in tqdm([m for m in methods if m in check_steps], desc=f"twice the steps: {task.name}",
                            disable=not progress):
@@ -351,8 +355,7 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
             recipe = {**RECIPES[method], "lr": best["lr"]}
             rows.append(run_one(task, method, n_labels, seed, fast, recipe=recipe, steps=2 * steps, split=split,
                                 evaluate="validation"))
-            if json_path:
-                Path(json_path).write_text(json.dumps(rows, indent=1))
+            save_rows(rows, json_path)
     return rows
 
 
