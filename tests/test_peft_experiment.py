@@ -102,11 +102,10 @@ def test_multi_task_serving_switches_adapters_per_batch_on_one_frozen_backbone()
     frozen = {k: v for k, v in backbone.state_dict().items() if not k.startswith("classifier")}
     rng = np.random.default_rng(0)
     a = tiny_task(0)
-    # the second task: the marker's position (first half or second half), another label set
-    x2 = rng.integers(3, 12, size=(240, 6))
-    where = rng.integers(0, 6, size=240)
-    x2[np.arange(240), where] = 0
-    y2 = (where >= 3).astype(np.int64)
+    # the second task, another label set: does the sequence hold token 11 (the tokens 3..10 otherwise)
+    x2 = rng.integers(3, 11, size=(240, 6))
+    y2 = rng.integers(0, 2, size=240)
+    x2[np.arange(240), rng.integers(0, 6, size=240)] = np.where(y2 == 1, 11, x2[np.arange(240), 0])
     tasks = {"first": (a.x, a.y, a.x_test, a.y_test, 3), "second": (x2[:200], y2[:200], x2[200:], y2[200:], 2)}
     results = peft_table.serve_two_tasks(backbone, tasks, r=4, steps=150, progress=False)
     assert set(results) == {"first", "second"}
@@ -117,7 +116,10 @@ def test_multi_task_serving_switches_adapters_per_batch_on_one_frozen_backbone()
         head = 16 * tasks[name][4] + tasks[name][4]
         assert r["stored_bytes"] == 4 * (2 * 4 * 64 + head)
         assert r["full_copy_bytes"] > r["stored_bytes"]
-    assert results["first"]["accuracy"] > 0.5
+    for name in tasks:  # each adapter learned its task: a collapsed one scores the majority baseline
+        y_test = tasks[name][3]
+        majority = np.bincount(y_test).max() / len(y_test)
+        assert results[name]["accuracy"] > majority + 0.15, (name, results[name]["accuracy"], majority)
     after = backbone.state_dict()  # the LoRA layers sit in it now, the frozen weights as base_layer
     for k, v in frozen.items():
         np.testing.assert_array_equal(after[k.replace("self_attn.", "self_attn.base_layer.")], v, err_msg=k)
