@@ -26,9 +26,11 @@ at 15% a window of 63 tokens yields 9.5 predictions, where GPT's yields 64. The 
 its weights, fine-tuned, did worse on the part-of-speech task than the same model from scratch.
 The default (v2: 40%, 2,000 steps) reached 6.5664 at 15% masking (6.5484 at 40%), as printed
 by `minitl pretrain bert`; a probe of 600 steps at 40% reached 6.8762, where v1 had 6.8667
-after 720 of its 1,800 steps: masking more helped a little, not much. (BERT's loss and GPT's,
-5.8730, answer different questions and do not compare directly; per window BERT is trained on
-25 predictions at 40%, GPT on 64.)
+after 720 of its 1,800 steps: masking more helped a little, not much. Pre-norm layers and
+dropout 0 changed little; a rate of 2e-3 with 3,000 steps (over the budget) reached 6.486, and
+that model fine-tuned no better than v2 (benchmarks/RESULTS.md, "What else was tried on the
+mini-BERT"). (BERT's loss and GPT's, 5.8730, answer different questions and do not compare
+directly; per window BERT is trained on 25 predictions at 40%, GPT on 64.)
 
 The held-out loss is that mean over the held-out windows (for BERT with a fixed masking seed,
 so every evaluation masks the same tokens, and at 15% whatever the training rate, so that the
