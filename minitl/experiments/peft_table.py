@@ -43,7 +43,8 @@ METHODS = ("full_ft", "linear_probe", "lora_r4", "lora_r8", "adapters", "prompt"
 LABEL_COUNTS = (100, 1000)
 # The budget (25 minutes on two idle cores for the default run) sets these: a run's cost is its
 # optimizer steps (batches of 16) plus the evaluation of MAX_TEST examples, so the default table
-# costs about STEPS x 84 runs of training; benchmarks/RESULTS.md has its measured CPU time.
+# costs about STEPS x 84 runs of training: 11.5 minutes of wall time and 959 CPU-seconds on two idle
+# cores, as measured (benchmarks/RESULTS.md).
 # 120 steps is twice the first, untuned table's 60; whether they let a run settle is what the
 # tuning's rerun with twice the steps checks (RESULTS.md has what it found).
 STEPS = 120          # about this many optimizer steps per run, and at least MIN_EPOCHS passes
