@@ -14,9 +14,12 @@ import minitl.nn.functional as F
 from minitl.fastpath import adam as fast_adam
 from minitl.fastpath import conv as fast_conv
 from minitl.fastpath import elementwise as fast_elementwise
+from minitl.fastpath import gelu as fast_gelu
+from minitl.fastpath import layer_norm as fast_layer_norm
 from minitl.fastpath import parallel
 from minitl.ops import conv as ref_conv
 from minitl.ops import elementwise as ref_elementwise
+from minitl.ops import nn_ops as ref_nn_ops
 from minitl.optim import adam as ref_adam
 
 rng = np.random.default_rng(5)
@@ -283,6 +286,42 @@ def test_relu_keeps_the_memory_layout_of_its_input():
     with tl.fastpath.use(True):
         out = tl.relu(tl.tensor(layout(rng.standard_normal((2, 3, 4, 5)), "nhwc"))).numpy()
     assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+# --- layer norm and GELU on threads (the transformer's element-wise work) -----------------------
+
+@pytest.mark.parametrize("kind", ["nchw", "strided"])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 9)])
+def test_layer_norm(threads, shape, kind, monkeypatch):
+    monkeypatch.setattr(fast_layer_norm, "ROWS", 2)  # many slices, the last one short, on the threads
+    width = shape[-1]
+    arrays = [layout(rng.standard_normal(shape) * 2 + 1, kind), rng.standard_normal(width), rng.standard_normal(width)]
+    check_equal(lambda x, w, b: F.layer_norm(x, width, w, b), arrays, fast_layer_norm.LayerNorm, ref_nn_ops.LayerNorm)
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 13), (3, 4, 7, 5)])
+def test_float32_gelu_gives_the_same_bits_on_any_number_of_threads(shape, monkeypatch):
+    """Each element's value depends on that element alone, so splitting the slices over threads
+    changes no bit; the values against the exact GELU: tests/test_attention.py."""
+    monkeypatch.setattr(fast_gelu, "BLOCK", 7)  # many slices, the last one short
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 1)
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    grad = rng.standard_normal(shape).astype(np.float32)
+    before, results = parallel.get_num_threads(), []
+    try:
+        for count in (1, 3):
+            parallel.set_num_threads(count)
+            leaf = tl.tensor(x, requires_grad=True)
+            with tl.fastpath.use(True):
+                out = F.gelu(leaf)
+                out.backward(grad)
+            assert type(out.grad_fn) is fast_gelu.Gelu
+            results.append((out.numpy(), leaf.grad))
+    finally:
+        parallel.set_num_threads(before)
+    (out1, grad1), (out3, grad3) = results
+    np.testing.assert_array_equal(out3, out1)
+    np.testing.assert_array_equal(grad3, grad1)
 
 
 # --- Adam ----------------------------------------------------------------------------------------

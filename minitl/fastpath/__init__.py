@@ -31,9 +31,10 @@ What lives here:
     sparse.py        word2vec's row scatter and AdaGrad's row update on a flat view of the table
     rnn.py           a whole LSTM layer as one Function: all input projections in one matmul,
                      the recurrence on preallocated buffers, backprop through time in one loop
-    attention.py     scaled dot-product attention as one Function with a hand-written backward
-    gelu.py          a float32 GELU without SciPy's erf (float64 takes the exact one)
-    layer_norm.py    layer norm over the last axis, in cache-sized slices of rows
+    attention.py     scaled dot-product attention as one Function with a hand-written backward,
+                     its batch slices on those threads
+    gelu.py          a float32 GELU without SciPy's erf (float64 takes the exact one), on those threads
+    layer_norm.py    layer norm over the last axis, in cache-sized slices of rows, on those threads
 
 Each fast Function is its own class (not a subclass of its reference), so `out.grad_fn` says
 which version recorded a node.

@@ -12,6 +12,10 @@ slice too:
     dS = P * (dP - sum_j(dP * P))               (softmax's Jacobian)
     dQ = scale dS K       dK = scale dS^T Q     dbias = dS summed to the bias's shape
 
+The slices run side by side on minitl's threads (`parallel`), each writing its own rows; a
+backward whose gradient sums over a broadcast batch axis (one key for the whole batch, say)
+runs its slices in turn.
+
 Where the project's GPU kernels take the arrays (float32 CuPy), the softmax and its backward
 are `minitl.backend`'s, which run the kernels, over the whole batch at once. The dropout mask
 is drawn exactly as `minitl.ops.nn_ops.Dropout` draws it, so one seed gives both versions the
@@ -23,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import parallel
 from .. import backend
 from ..backend import xp_of
 from ..random import get_rng
@@ -59,7 +64,8 @@ class FusedAttention(Function):
         keep_scaled = _dropout_mask(weights, dropout_p)
         scale = q.dtype.type(scale)
         on_kernels = backend.gpu_kernels_apply(q)
-        for part in _slices(weights, on_kernels):
+
+        def attend(part):  # one slice of the batch: its own rows of weights and out
             scores = backend.matmul(_part(q, part), _swap_last(_part(k, part)))
             scores *= scale
             if bias is not None:
@@ -70,6 +76,8 @@ class FusedAttention(Function):
                 w *= ~_part(blocked, part)
             dropped = w if keep_scaled is None else w * keep_scaled[part]
             out[part] = backend.matmul(dropped, _part(v, part))
+
+        _for_each_slice(_slices(weights, on_kernels), attend, threads=not on_kernels)
         ctx.save_for_backward(q, k, v, weights, keep_scaled)
         ctx.scale, ctx.on_kernels, ctx.shapes = scale, on_kernels, shapes
         ctx.aligned_bias_shape = None if bias is None else bias.shape
@@ -84,7 +92,7 @@ class FusedAttention(Function):
         grad = grad.reshape(weights.shape[:-2] + grad.shape[-2:])
         grads = [xp.zeros(x.shape, dtype=q.dtype) if need else None for x, need in zip((q, k, v), needs)]
         grad_bias = xp.zeros(ctx.aligned_bias_shape, dtype=q.dtype) if has_bias and needs[3] else None
-        for part in _slices(weights, ctx.on_kernels):
+        def chain_rule(part):  # one slice of the batch, into its rows of the gradients
             g, w = grad[part], weights[part]
             d_weights = backend.matmul(g, _swap_last(_part(v, part)))
             dropped = w
@@ -100,6 +108,11 @@ class FusedAttention(Function):
                 _add_part(grads[0], part, backend.matmul(d_scores, _part(k, part)) * scale)
             if grads[1] is not None:
                 _add_part(grads[1], part, backend.matmul(_swap_last(d_scores), _part(q, part)) * scale)
+
+        # slices may run at once only if each writes its own rows: no gradient summed over a
+        # broadcast batch axis (a shared key, or a bias of one row for the whole batch)
+        own_rows = all(x is None or x.shape[0] == weights.shape[0] for x in grads + [grad_bias])
+        _for_each_slice(_slices(weights, ctx.on_kernels), chain_rule, threads=own_rows and not ctx.on_kernels)
         grads = [None if g is None else g.reshape(shape) for g, shape in zip(grads + [grad_bias], ctx.shapes)]
         return tuple(grads if has_bias else grads[:3])
 
@@ -116,6 +129,17 @@ def _slices(weights, whole):
     per_item = math.prod(weights.shape[1:])
     step = count if whole else max(1, SLICE_ELEMENTS // max(per_item, 1))
     return [slice(start, start + step) for start in range(0, count, step)]
+
+
+def _for_each_slice(parts, body, threads):
+    """body(part) for every slice; on minitl's threads (`parallel`) when `threads`: the slices'
+    small products and softmaxes then run side by side, as PyTorch's batched kernels do."""
+    def run(start, stop):
+        for part in parts[start:stop]:
+            body(part)
+
+    # one slice per block; a slice stands for about SLICE_ELEMENTS scores of work
+    parallel.parallel_for(len(parts), run, SLICE_ELEMENTS, enabled=threads, block_elements=SLICE_ELEMENTS)
 
 
 def _part(x, part):

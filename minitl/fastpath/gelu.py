@@ -19,9 +19,11 @@ tests/test_attention.py checks on a dense grid. float64 inputs and CuPy arrays t
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
+from . import parallel
 from ..backend import xp_of
 from ..ops.elementwise import erf
 from ..tensor import Function
@@ -53,29 +55,42 @@ def normal_cdf(x):
 
 def gelu_and_derivative(x, derivative=True):
     """(GELU(x) = x Phi(x), and GELU'(x) = Phi(x) + x phi(x) when `derivative`, else None).
-    On float32 NumPy arrays slice by slice, so that a slice's dozen passes run in cache."""
+    On float32 NumPy arrays slice by slice, so that a slice's dozen passes run in cache, and the
+    slices on all of minitl's threads (`parallel`): each element's value depends on it alone."""
     if type(x) is not np.ndarray or x.dtype != np.float32:
         cdf = normal_cdf(x)
         return x * cdf, (cdf + x * _normal_pdf(x) if derivative else None)
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     slope = np.empty_like(flat) if derivative else None
-    cdf, clipped, square = _scratch(flat.size, 3)
-    for start in range(0, flat.size, BLOCK):
-        part = slice(start, start + BLOCK)
-        xs = flat[part]
-        c = cdf[:xs.size]
+
+    def body(start, stop):
+        xs = flat[start:stop]
+        c, clipped, square = _thread_scratch(xs.size)
         _normal_cdf_float32(xs, c, clipped, square)
-        np.multiply(xs, c, out=out[part])
+        np.multiply(xs, c, out=out[start:stop])
         if derivative:
-            pdf = _normal_pdf(xs, out=square[:xs.size])
+            pdf = _normal_pdf(xs, out=square)
             pdf *= xs
-            np.add(pdf, c, out=slope[part])
+            np.add(pdf, c, out=slope[start:stop])
+
+    parallel.parallel_for(flat.size, body, 1, block_elements=BLOCK)
     return out.reshape(x.shape), (slope.reshape(x.shape) if derivative else None)
 
 
 def _scratch(size, count):
     return [np.empty(min(BLOCK, size), np.float32) for _ in range(count)]
+
+
+_local = threading.local()  # each thread's scratch slices, made once and reused
+
+
+def _thread_scratch(size):
+    """Three float32 scratch slices of `size` (at most BLOCK) elements, this thread's own."""
+    scratch = getattr(_local, "scratch", None)
+    if scratch is None or scratch[0].size < size:
+        scratch = _local.scratch = _scratch(size, 3)
+    return [s[:size] for s in scratch]
 
 
 def _normal_pdf(x, out=None):
@@ -118,4 +133,6 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, grad):
         (slope,) = ctx.saved_tensors
+        if type(grad) is np.ndarray and grad.shape == slope.shape:  # the product on all threads
+            return parallel.rowwise(np.multiply, np.empty_like(grad), grad, slope)
         return grad * slope

@@ -8,12 +8,15 @@ rows that stay in cache, with fewer passes and temporaries.
 The reference makes a new array for every step of these lines over the whole input; here each
 slice of ROWS rows goes through all of them while it is in cache, the row sums of products
 (var, mean(g * xhat), dweight) are `einsum`s that make no product array, and the rest is done
-in place. Normalising over more than the last axis takes the reference.
+in place. Rows are independent, so the slices run on all of minitl's threads (`parallel`);
+dweight adds the slices' sums in a fixed order, so it does not depend on the thread count.
+Normalising over more than the last axis takes the reference.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from ..tensor import Function
 
 ROWS = 512  # rows of a slice: 512 x 128 float32 is 256 KB
@@ -34,8 +37,9 @@ class LayerNorm(Function):
         xhat = np.empty_like(rows)
         out = np.empty_like(rows)
         rstd = np.empty((len(rows), 1), dtype=x.dtype)
-        for start in range(0, len(rows), ROWS):
-            part = slice(start, start + ROWS)
+
+        def normalise(start, stop):
+            part = slice(start, stop)
             xh = xhat[part]
             np.subtract(rows[part], rows[part].mean(axis=1, keepdims=True), out=xh)
             var = np.einsum("ij,ij->i", xh, xh)[:, None] / x.dtype.type(width)
@@ -44,6 +48,8 @@ class LayerNorm(Function):
             xh *= rstd[part]
             np.multiply(xh, weight, out=out[part])
             out[part] += bias
+
+        parallel.parallel_for(len(rows), normalise, width, block_elements=ROWS * width)
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.x_shape = x.shape
         return out.reshape(x.shape)
@@ -54,17 +60,18 @@ class LayerNorm(Function):
         width = xhat.shape[1]
         dy = np.ascontiguousarray(grad).reshape(-1, width)
         dx = np.empty_like(xhat)
-        scratch = np.empty((min(ROWS, len(dy)), width), dtype=xhat.dtype)
-        for start in range(0, len(dy), ROWS):
-            part = slice(start, start + ROWS)
+
+        def input_grad(start, stop):
+            part = slice(start, stop)
             g, xh = dx[part], xhat[part]
             np.multiply(dy[part], weight, out=g)
             mean_g = g.mean(axis=1, keepdims=True)
             mean_gx = np.einsum("ij,ij->i", g, xh)[:, None] / xhat.dtype.type(width)
             g -= mean_g
-            tmp = np.multiply(xh, mean_gx, out=scratch[:len(g)])
-            g -= tmp
+            g -= xh * mean_gx
             g *= rstd[part]
-        grad_w = np.einsum("ij,ij->j", dy, xhat)
+
+        parallel.parallel_for(len(dy), input_grad, width, block_elements=ROWS * width)
+        grad_w = parallel.column_dots(dy, xhat)
         grad_b = dy.sum(axis=0)
         return dx.reshape(ctx.x_shape), grad_w, grad_b
