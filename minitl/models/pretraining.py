@@ -48,7 +48,9 @@ positions; the default BERT run (v2: 2,000 steps, 4.1 million tokens) took 556.7
 in all (`/usr/bin/time -v`, one thread, nice'd on the shared machine: 278 ms a step, data and
 evaluations included), and 1,200 GPT steps (2.5 million tokens) take at most 8.8 minutes.
 One process on an idle 2-core machine takes at most that in wall time; the data (5 s), the
-held-out evaluations (5 of them, seconds each) and saving add under a minute. Each record keeps
+held-out evaluations (5 of them, seconds each) and saving add under a minute. Measured alone on
+the idle 2-core machine (2026-11-30, benchmarks/RESULTS.md): `minitl pretrain bert` 7 min 58 s
+wall, `minitl pretrain gpt` 6 min 25 s. Each record keeps
 the wall and CPU seconds its run took. On a machine shared by many processes, give each run one
 thread (MINITL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1): threads that wait for a busy core cost
 far more than they save.
