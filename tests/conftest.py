@@ -78,6 +78,22 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(params=[1, 3], ids=["1 thread", "3 threads"])
+def threads(request, monkeypatch):
+    """The fast paths on 1 or on 3 threads, with tiny blocks and no minimum job size, so that
+    every small input of a test is split into many blocks (tests/test_fastpath.py)."""
+    from minitl.fastpath import adam as fast_adam
+    from minitl.fastpath import parallel
+
+    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 97)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 1)
+    monkeypatch.setattr(fast_adam, "SLICE", 101)
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(request.param)
+    yield request.param
+    parallel.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _lesson_output_in_tmp(tmp_path_factory):
     """Send lesson figures to a temporary folder and record no tour report during tests."""

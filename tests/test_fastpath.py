@@ -4,7 +4,8 @@ Every fast Function of minitl/fastpath/ is run against the reference Function of
 (or the reference Adam update) in float64, forward and backward, on odd shapes, strides,
 paddings, non-square kernels, odd batch sizes, inputs of any memory layout (contiguous, an
 NCHW view of NHWC memory as a fast conv returns it, a strided slice), and on 1 and 3 threads.
-The thread pool's blocks are made tiny here, so that these small inputs really are split.
+The thread pool's blocks are made tiny (the `threads` fixture, tests/conftest.py), so that these
+small inputs really are split.
 """
 import numpy as np
 import pytest
@@ -23,19 +24,6 @@ from minitl.ops import nn_ops as ref_nn_ops
 from minitl.optim import adam as ref_adam
 
 rng = np.random.default_rng(5)
-
-
-@pytest.fixture(params=[1, 3], ids=["1 thread", "3 threads"])
-def threads(request, monkeypatch):
-    """Tiny blocks and no minimum job size, so that every input here is split into many
-    blocks, on 1 or on 3 threads."""
-    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 97)
-    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 1)
-    monkeypatch.setattr(fast_adam, "SLICE", 101)
-    before = parallel.get_num_threads()
-    parallel.set_num_threads(request.param)
-    yield request.param
-    parallel.set_num_threads(before)
 
 
 def assert_close(fast, ref, what="", floor=1e-300):

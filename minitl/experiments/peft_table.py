@@ -43,8 +43,8 @@ METHODS = ("full_ft", "linear_probe", "lora_r4", "lora_r8", "adapters", "prompt"
 LABEL_COUNTS = (100, 1000)
 # The budget (25 minutes on two idle cores for the default run) sets these: a run's cost is its
 # optimizer steps (batches of 16) plus the evaluation of MAX_TEST examples, so the default table
-# costs about STEPS x 84 runs of training: 11.5 minutes of wall time and 959 CPU-seconds on two idle
-# cores, as measured (benchmarks/RESULTS.md).
+# costs about STEPS x 84 runs of training: 10 minutes of wall time and 856 CPU-seconds on two
+# idle cores, as measured (benchmarks/RESULTS.md).
 # 120 steps is twice the first, untuned table's 60; whether they let a run settle is what the
 # tuning's rerun with twice the steps checks (RESULTS.md has what it found).
 STEPS = 120          # about this many optimizer steps per run, and at least MIN_EPOCHS passes
@@ -64,8 +64,9 @@ VALIDATION_SEED = 1234
 # VALIDATION examples carved from each task's training pool (never its test set), for every rate
 # of TUNING_GRID on both models (the mini-BERT: the v2 weights the table runs); the rate kept is
 # the one with the highest validation accuracy summed over the two models, so one recipe serves
-# both rather than each fitting one model's noise. The sweep as printed, its CPU time, the rates it chose and
-# the check with twice the steps are in benchmarks/RESULTS.md ("How the PEFT recipes were chosen").
+# both rather than each fitting one model's noise. The sweep as printed, its CPU time, the rates
+# it chose and the check with twice the steps are in benchmarks/RESULTS.md ("How the PEFT recipes
+# were chosen").
 RECIPES = {
     "full_ft": {"lr": 1e-3, "head_lr": 3e-3},
     "linear_probe": {"lr": 3e-2},
@@ -303,6 +304,12 @@ TASKS = {"bert": text_task, "vit": vision_task}
 
 
 # --- the table ------------------------------------------------------------------------------------
+def load_task(entry, fast=False, progress=True):
+    """(the Task, its validation split): `entry` a name of TASKS or a Task object."""
+    task = TASKS[entry](fast=fast, progress=progress) if isinstance(entry, str) else entry
+    return task, validation_split(task, fast)
+
+
 def run(tasks=("bert", "vit"), label_counts=LABEL_COUNTS, seeds=3, methods=METHODS, fast=False, json_path=None,
         progress=True, steps=None):
     """Every method at every label count and seed, on each task (names of TASKS or Task
@@ -311,8 +318,7 @@ def run(tasks=("bert", "vit"), label_counts=LABEL_COUNTS, seeds=3, methods=METHO
 
     rows = []
     for entry in tasks:
-        task = TASKS[entry](fast=fast, progress=progress) if isinstance(entry, str) else entry
-        split = validation_split(task, fast)
+        task, split = load_task(entry, fast, progress)
         jobs = [(n, s, m) for s in range(seeds) for n in label_counts for m in methods]
         bar = tqdm(jobs, desc=f"peft table: {task.name}", disable=not progress)
         for n, seed, method in bar:
@@ -341,8 +347,7 @@ def tune(tasks=("bert", "vit"), methods=TUNED_METHODS, n_labels=1000, seed=0, gr
     steps = STEPS if steps is None else steps
     rows = []
     for entry in tasks:
-        task = TASKS[entry](fast=fast, progress=progress) if isinstance(entry, str) else entry
-        split = validation_split(task, fast)
+        task, split = load_task(entry, fast, progress)
         jobs = [(m, lr) for m in methods for lr in grid[m]]
         for method, lr in tqdm(jobs, desc=f"peft tuning: {task.name}", disable=not progress):
             recipe = {**RECIPES[method], "lr": lr}
