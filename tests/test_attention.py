@@ -739,6 +739,93 @@ def test_fused_attention_takes_strided_views(monkeypatch):
     assert_same_on_both_paths(fn, [qkv])
 
 
+PACKED_CASES = {
+    "no mask": dict(),
+    "key padding, batch_first": dict(key_padding_mask="bool", batch_first=True),
+    "causal, dropout": dict(is_causal=True, dropout=0.3),
+    "float (N*H, L, S) mask and a fully padded sequence": dict(attn_mask="float3d", key_padding_mask="all of one"),
+    "unbatched, no bias": dict(unbatched=True, bias=False),
+}
+
+
+def packed_case(spec, embed_dim=8, num_heads=2, batch=3, length=5):
+    """(module, input array, forward keyword arguments) for one PACKED_CASES entry, float64."""
+    spec = dict(spec)
+    unbatched, batch_first = spec.pop("unbatched", False), spec.get("batch_first", False)
+    module = tl.nn.MultiheadAttention(embed_dim, num_heads, dropout=spec.get("dropout", 0.0),
+                                      bias=spec.get("bias", True), batch_first=batch_first).double()
+    shape = (length, embed_dim) if unbatched else (batch, length, embed_dim) if batch_first else (length, batch, embed_dim)
+    forward = {"need_weights": False}
+    if spec.get("is_causal"):
+        forward["is_causal"] = True
+    padding = spec.get("key_padding_mask")
+    if padding:
+        hidden = rng.random((batch, length)) < 0.4
+        hidden[:, 0] = False
+        if padding == "all of one":
+            hidden[1] = True
+        forward["key_padding_mask"] = tl.tensor(hidden)
+    if spec.get("attn_mask") == "float3d":
+        forward["attn_mask"] = tl.tensor(rng.standard_normal((batch * num_heads, length, length)))
+    return module, rng.standard_normal(shape), forward
+
+
+@pytest.mark.parametrize("case", list(PACKED_CASES), ids=list(PACKED_CASES))
+def test_packed_self_attention_equals_the_reference(case, threads, monkeypatch):
+    """Self-attention on the fast path: one packed in-projection, the heads as strided views
+    (PackedSelfAttention); outputs, input and parameter gradients equal to the reference's."""
+    monkeypatch.setattr(fast_attention, "SLICE_ELEMENTS", 60)  # several slices of the batch
+    module, x, forward = packed_case(PACKED_CASES[case])
+    results = []
+    for fast in (False, True):
+        module.zero_grad()
+        leaf = tl.tensor(x, dtype="float64", requires_grad=True)
+        with tl.fastpath.use(fast):
+            tl.manual_seed(0)
+            out, weights = module(leaf, leaf, leaf, **forward)
+            out.backward(np.random.default_rng(1).standard_normal(out.shape))
+        assert weights is None
+        grad_fns = graph_functions(out)
+        assert ("PackedSelfAttention" in grad_fns) == fast
+        results.append([out.numpy(), leaf.grad] + [p.grad.copy() for p in module.parameters()])
+    for ref, got in zip(*results):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
+def graph_functions(out):
+    """The names of the Functions in out's graph."""
+    seen, stack, names = set(), [out], set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or t._ctx is None:
+            continue
+        seen.add(id(t))
+        names.add(type(t._ctx).__name__)
+        stack.extend(getattr(t._ctx, "parents", []))
+    return names
+
+
+def test_gradcheck_packed_self_attention():
+    module, x, forward = packed_case(PACKED_CASES["key padding, batch_first"], batch=2, length=3)
+    forward["attn_mask"] = tl.tensor(np.array([[False, True, False], [False, False, False], [True, False, False]]))
+    with tl.fastpath.use(True):
+        check_module_gradients(module, [x], lambda m, x: m(x, x, x, **forward)[0])
+
+
+def test_packed_self_attention_only_where_it_applies():
+    """Weights asked for, cross-attention and separate key/value widths take the general path."""
+    x = tl.tensor(rng.standard_normal((4, 2, 8)))
+    other = tl.tensor(rng.standard_normal((4, 2, 8)))
+    with tl.fastpath.use(True):
+        mha = tl.nn.MultiheadAttention(8, 2)
+        assert "PackedSelfAttention" in graph_functions(mha(x, x, x, need_weights=False)[0].sum())
+        assert "PackedSelfAttention" not in graph_functions(mha(x, x, x)[0].sum())
+        assert "PackedSelfAttention" not in graph_functions(mha(x, other, other, need_weights=False)[0].sum())
+        narrow = tl.nn.MultiheadAttention(8, 2, kdim=8, vdim=6)
+        assert "PackedSelfAttention" not in graph_functions(
+            narrow(x, x, tl.tensor(rng.standard_normal((4, 2, 6))), need_weights=False)[0].sum())
+
+
 def test_fused_attention_is_one_graph_node():
     q, k, v = leaves(rng.standard_normal((3, 2)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2)))
     with tl.fastpath.use(True):

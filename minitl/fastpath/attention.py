@@ -12,6 +12,12 @@ slice too:
     dS = P * (dP - sum_j(dP * P))               (softmax's Jacobian)
     dQ = scale dS K       dK = scale dS^T Q     dbias = dS summed to the bias's shape
 
+Multi-head self-attention (`minitl.nn.MultiheadAttention` with query, key and value one
+tensor) takes `PackedSelfAttention` instead: the same attention read from the packed
+in-projection x [W_q; W_k; W_v]^T + b through strided views, so that the projection is one
+matrix product (and one for each gradient) instead of three, and splitting and merging the
+heads copies nothing (PyTorch's self-attention packs it the same way).
+
 The slices run side by side on minitl's threads (`parallel`), each writing its own rows; a
 backward whose gradient sums over a broadcast batch axis (one key for the whole batch, say)
 runs its slices in turn.
@@ -31,9 +37,9 @@ from . import parallel
 from .. import backend
 from ..backend import xp_of
 from ..random import get_rng
-from ..tensor import Function, unbroadcast
+from ..tensor import Function, Tensor, unbroadcast
 
-SLICE_ELEMENTS = 65536  # scores in one slice: 256 KB of float32
+SLICE_ELEMENTS = 1 << 18  # scores in one slice: 1 MB of float32 (why not less: see layer_norm.ROWS)
 
 
 def _swap_last(x):
@@ -49,6 +55,21 @@ def fused_attention(query, key, value, bias, blocked, scale, dropout_p):
     return FusedAttention.apply(query, key, value, bias, **options)
 
 
+def packed_self_attention(qkv, num_heads, attn_mask, dropout_p):
+    """Multi-head self-attention from the packed projection qkv (N, L, 3E) (the Tensor
+    x [W_q; W_k; W_v]^T + b) to the heads' outputs side by side (N, L, E), before the output
+    projection; attn_mask as `minitl.ops.attention.attention` takes it."""
+    from ..ops.attention import attention_bias  # (that module imports this one)
+
+    heads = _heads(qkv.data, num_heads, groups=3)[0]
+    like = Tensor._wrap(heads)  # the shape, dtype and array module the mask is checked against
+    bias, blocked = attention_bias(attn_mask, False, like, like)
+    options = dict(num_heads=num_heads, scale=1.0 / math.sqrt(heads.shape[-1]), dropout_p=dropout_p, blocked=blocked)
+    if bias is None:
+        return PackedSelfAttention.apply(qkv, **options)
+    return PackedSelfAttention.apply(qkv, bias, **options)
+
+
 class FusedAttention(Function):
     """out = dropout(softmax(q k^T * scale + bias)) v; bias is optional (a 4th input)."""
 
@@ -59,62 +80,115 @@ class FusedAttention(Function):
         ndim = max(3, q.ndim, k.ndim, v.ndim)
         q, k, v, bias, blocked = (_aligned(x, ndim) for x in (q, k, v, bias, blocked))
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-        weights = xp.empty(batch + (q.shape[-2], k.shape[-2]), dtype=q.dtype)
         out = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=q.dtype)
-        keep_scaled = _dropout_mask(weights, dropout_p)
-        scale = q.dtype.type(scale)
-        on_kernels = backend.gpu_kernels_apply(q)
-
-        def attend(part):  # one slice of the batch: its own rows of weights and out
-            scores = backend.matmul(_part(q, part), _swap_last(_part(k, part)))
-            scores *= scale
-            if bias is not None:
-                scores += _part(bias, part)
-            w = weights[part]
-            _softmax(scores, w, on_kernels)
-            if blocked is not None:
-                w *= ~_part(blocked, part)
-            dropped = w if keep_scaled is None else w * keep_scaled[part]
-            out[part] = backend.matmul(dropped, _part(v, part))
-
-        _for_each_slice(_slices(weights, on_kernels), attend, threads=not on_kernels)
-        ctx.save_for_backward(q, k, v, weights, keep_scaled)
-        ctx.scale, ctx.on_kernels, ctx.shapes = scale, on_kernels, shapes
-        ctx.aligned_bias_shape = None if bias is None else bias.shape
+        _attend(ctx, q, k, v, bias, blocked, q.dtype.type(scale), dropout_p, out)
+        ctx.shapes = shapes
         return out.reshape(np.broadcast_shapes(*(shape[:-2] for shape in shapes[:3])) + out.shape[-2:])
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, weights, keep_scaled = ctx.saved_tensors
-        xp, scale = xp_of(q), ctx.scale
-        needs = ctx.needs_input_grad
-        has_bias = ctx.aligned_bias_shape is not None
-        grad = grad.reshape(weights.shape[:-2] + grad.shape[-2:])
-        grads = [xp.zeros(x.shape, dtype=q.dtype) if need else None for x, need in zip((q, k, v), needs)]
-        grad_bias = xp.zeros(ctx.aligned_bias_shape, dtype=q.dtype) if has_bias and needs[3] else None
-        def chain_rule(part):  # one slice of the batch, into its rows of the gradients
-            g, w = grad[part], weights[part]
-            d_weights = backend.matmul(g, _swap_last(_part(v, part)))
-            dropped = w
-            if keep_scaled is not None:
-                d_weights *= keep_scaled[part]
-                dropped = w * keep_scaled[part]
-            if grads[2] is not None:
-                _add_part(grads[2], part, backend.matmul(_swap_last(dropped), g))
-            d_scores = _softmax_backward(w, d_weights, ctx.on_kernels)
-            if grad_bias is not None:
-                _add_part(grad_bias, part, d_scores)
-            if grads[0] is not None:
-                _add_part(grads[0], part, backend.matmul(d_scores, _part(k, part)) * scale)
-            if grads[1] is not None:
-                _add_part(grads[1], part, backend.matmul(_swap_last(d_scores), _part(q, part)) * scale)
-
-        # slices may run at once only if each writes its own rows: no gradient summed over a
-        # broadcast batch axis (a shared key, or a bias of one row for the whole batch)
-        own_rows = all(x is None or x.shape[0] == weights.shape[0] for x in grads + [grad_bias])
-        _for_each_slice(_slices(weights, ctx.on_kernels), chain_rule, threads=own_rows and not ctx.on_kernels)
+        q, k, v, weights = ctx.saved_tensors[:4]
+        grads = [_gradient_buffer(xp_of(q), x.shape, weights.shape[0], q.dtype) if need else None
+                 for x, need in zip((q, k, v), ctx.needs_input_grad)]
+        grad_bias = _chain_rule(ctx, grad.reshape(weights.shape[:-2] + grad.shape[-2:]), grads)
         grads = [None if g is None else g.reshape(shape) for g, shape in zip(grads + [grad_bias], ctx.shapes)]
-        return tuple(grads if has_bias else grads[:3])
+        return tuple(grads if ctx.aligned_bias_shape is not None else grads[:3])
+
+
+class PackedSelfAttention(Function):
+    """Multi-head self-attention from the packed in-projection qkv = x [W_q; W_k; W_v]^T + b,
+    (N, L, 3E), to the heads' outputs side by side, (N, L, E); bias is optional (a 2nd input).
+
+    The same attention as FusedAttention, read and written through strided views: the heads'
+    q, k and v are views of qkv, each head's output goes straight to its columns of the
+    result, and backward writes dq, dk and dv into one gradient of qkv. So the in-projection
+    is one product with the (3E, E) weight (one for dW, one for dx in backward) instead of
+    three, and splitting and merging the heads copies nothing.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, bias=None, num_heads=1, scale=1.0, dropout_p=0.0, blocked=None):
+        batch, length, width = qkv.shape
+        out = xp_of(qkv).empty((batch, length, width // 3), dtype=qkv.dtype)
+        q, k, v = _heads(qkv, num_heads, groups=3)
+        bias, blocked = _aligned(bias, 4), _aligned(blocked, 4)
+        _attend(ctx, q, k, v, bias, blocked, qkv.dtype.type(scale), dropout_p, _heads(out, num_heads)[0])
+        ctx.qkv_shape, ctx.num_heads = qkv.shape, num_heads
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_qkv = xp_of(grad).empty(ctx.qkv_shape, dtype=grad.dtype)  # every slice writes its rows of q, k and v
+        grad_bias = _chain_rule(ctx, _heads(grad, ctx.num_heads)[0], _heads(grad_qkv, ctx.num_heads, groups=3))
+        return (grad_qkv, grad_bias) if ctx.aligned_bias_shape is not None else grad_qkv
+
+
+def _heads(packed, num_heads, groups=1):
+    """Views (N, H, L, d) of the `groups` column groups of `packed`, (N, L, groups * H * d):
+    q, k and v of a packed projection (groups=3), or the heads of one output (groups=1)."""
+    batch, length, width = packed.shape
+    split = packed.reshape(batch, length, groups, num_heads, width // (groups * num_heads))
+    return [split[:, :, g].swapaxes(1, 2) for g in range(groups)]
+
+
+def _attend(ctx, q, k, v, bias, blocked, scale, dropout_p, out):
+    """out[...] = dropout(softmax(q k^T * scale + bias)) v, slice by slice of the batch axis
+    (q, k, v, bias and blocked aligned to out's number of axes); keeps in ctx what backward needs."""
+    xp = xp_of(q)
+    weights = xp.empty(out.shape[:-2] + (q.shape[-2], k.shape[-2]), dtype=q.dtype)
+    keep_scaled = _dropout_mask(weights, dropout_p)
+    on_kernels = backend.gpu_kernels_apply(q)
+
+    def attend(part):  # one slice of the batch: its own rows of weights and out
+        scores = backend.matmul(_part(q, part), _swap_last(_part(k, part)))
+        scores *= scale
+        if bias is not None:
+            scores += _part(bias, part)
+        w = weights[part]
+        _softmax(scores, w, on_kernels)
+        if blocked is not None:
+            w *= ~_part(blocked, part)
+        dropped = w if keep_scaled is None else w * keep_scaled[part]
+        out[part] = backend.matmul(dropped, _part(v, part))
+
+    _for_each_slice(_slices(weights, on_kernels), attend, threads=not on_kernels)
+    ctx.save_for_backward(q, k, v, weights, keep_scaled)
+    ctx.scale, ctx.on_kernels = scale, on_kernels
+    ctx.aligned_bias_shape = None if bias is None else bias.shape
+
+
+def _chain_rule(ctx, grad, grads):
+    """Backward of `_attend`: adds dq, dk, dv into grads (zeroed arrays, or None where not
+    needed), slice by slice; returns dbias (None without a bias or when not needed)."""
+    q, k, v, weights, keep_scaled = ctx.saved_tensors
+    scale = ctx.scale
+    batch = weights.shape[0]
+    needs_bias = ctx.aligned_bias_shape is not None and ctx.needs_input_grad[-1]
+    grad_bias = xp_of(q).zeros(ctx.aligned_bias_shape, dtype=q.dtype) if needs_bias else None
+
+    def chain_rule(part):  # one slice of the batch, into its rows of the gradients
+        g, w = grad[part], weights[part]
+        d_weights = backend.matmul(g, _swap_last(_part(v, part)))
+        dropped = w
+        if keep_scaled is not None:
+            d_weights *= keep_scaled[part]
+            dropped = w * keep_scaled[part]
+        if grads[2] is not None:
+            _put_part(grads[2], part, backend.matmul(_swap_last(dropped), g), batch)
+        d_scores = _softmax_backward(w, d_weights, ctx.on_kernels)
+        if grad_bias is not None:
+            _add_part(grad_bias, part, d_scores)
+        d_scores *= scale  # once here, not on dQ and dK
+        if grads[0] is not None:
+            _put_part(grads[0], part, backend.matmul(d_scores, _part(k, part)), batch)
+        if grads[1] is not None:
+            _put_part(grads[1], part, backend.matmul(_swap_last(d_scores), _part(q, part)), batch)
+
+    # slices may run at once only if each writes its own rows: no gradient summed over a
+    # broadcast batch axis (a shared key, or a bias of one row for the whole batch)
+    own_rows = all(x is None or x.shape[0] == batch for x in grads + [grad_bias])
+    _for_each_slice(_slices(weights, ctx.on_kernels), chain_rule, threads=own_rows and not ctx.on_kernels)
+    return grad_bias
 
 
 def _aligned(x, ndim):
@@ -147,6 +221,21 @@ def _part(x, part):
     return x if x.shape[0] == 1 else x[part]
 
 
+def _gradient_buffer(xp, shape, batch, dtype):
+    """The array a gradient is gathered in: left uninitialised where each slice writes its own
+    rows of it (`_put_part`), zeros where the slices add into it (a broadcast batch axis)."""
+    return xp.empty(shape, dtype=dtype) if shape[0] == batch else xp.zeros(shape, dtype=dtype)
+
+
+def _put_part(total, part, value, batch):
+    """A slice's gradient into its rows of `total` (see `_gradient_buffer`), summed over the
+    axes `total` broadcasts."""
+    if total.shape[0] == batch:
+        total[part] = unbroadcast(value, total[part].shape)
+    else:
+        _add_part(total, part, value)
+
+
 def _add_part(total, part, value):
     """Add a slice's gradient into `total`, summing over the axes `total` broadcasts."""
     if total.shape[0] == 1:
@@ -176,7 +265,7 @@ def _softmax(scores, out, on_kernels):
         return
     np.subtract(scores, scores.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
+    out /= out @ np.ones((out.shape[-1], 1), dtype=out.dtype)  # the row sums: BLAS beats sum() on short rows
 
 
 def _softmax_backward(w, d_weights, on_kernels):

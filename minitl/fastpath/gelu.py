@@ -37,7 +37,11 @@ _INV_SQRT_2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-BLOCK = 65536  # elements per slice of the float32 evaluation: its dozen passes stay in cache
+# Elements per slice of the float32 evaluation, small enough that its dozen passes stay in
+# cache. Each pass is a NumPy call that lets go of Python's lock and takes it back; with
+# smaller slices two threads spend much of their time waiting for each other there (a
+# 6400 x 512 input on 2 threads: 65,536 per slice 13.8 ms, 131,072 10.7 ms; benchmarks/RESULTS.md).
+BLOCK = 1 << 17
 
 
 def normal_cdf(x):

@@ -6,20 +6,27 @@ rows that stay in cache, with fewer passes and temporaries.
     dweight = sum over rows of dy * xhat,  dbias = sum over rows of dy
 
 The reference makes a new array for every step of these lines over the whole input; here each
-slice of ROWS rows goes through all of them while it is in cache, the row sums of products
-(var, mean(g * xhat), dweight) are `einsum`s that make no product array, and the rest is done
-in place. Rows are independent, so the slices run on all of minitl's threads (`parallel`);
-dweight adds the slices' sums in a fixed order, so it does not depend on the thread count.
-Normalising over more than the last axis takes the reference.
+slice of ROWS rows goes through all of them while it is in cache, the row means are products
+with a column of 1/width (BLAS, four times faster than NumPy's `mean` over short rows), the
+row sums of products (var, mean(g * xhat), dweight) are `einsum`s that make no product array,
+and the rest is done in place. Rows are independent, so the slices run on all of minitl's
+threads (`parallel`); dweight and dbias add the slices' sums in a fixed order, so they do not
+depend on the thread count. Normalising over more than the last axis takes the reference.
 """
 from __future__ import annotations
+
+import functools
+import operator
 
 import numpy as np
 
 from . import parallel
 from ..tensor import Function
 
-ROWS = 512  # rows of a slice: 512 x 128 float32 is 256 KB
+# rows of a slice: 2048 x 128 float32 is 1 MB. Each NumPy call lets go of Python's lock and
+# takes it back; with smaller slices two threads spend their time waiting for each other there
+# (ViT-sized inputs on 2 threads: 512 rows 1.7 ms forward, 2048 rows 1.2 ms; benchmarks/RESULTS.md)
+ROWS = 2048
 
 
 def handles(x, ndim):
@@ -41,7 +48,7 @@ class LayerNorm(Function):
         def normalise(start, stop):
             part = slice(start, stop)
             xh = xhat[part]
-            np.subtract(rows[part], rows[part].mean(axis=1, keepdims=True), out=xh)
+            np.subtract(rows[part], _row_means(rows[part]), out=xh)
             var = np.einsum("ij,ij->i", xh, xh)[:, None] / x.dtype.type(width)
             np.sqrt(var + x.dtype.type(eps), out=rstd[part])
             np.divide(1, rstd[part], out=rstd[part])
@@ -60,18 +67,32 @@ class LayerNorm(Function):
         width = xhat.shape[1]
         dy = np.ascontiguousarray(grad).reshape(-1, width)
         dx = np.empty_like(xhat)
+        scratch = np.empty_like(xhat)  # xhat * mean(g * xhat), slice by slice
+        sums_w, sums_b = {}, {}  # each slice's part of dweight and dbias, by its first row
 
         def input_grad(start, stop):
             part = slice(start, stop)
             g, xh = dx[part], xhat[part]
+            sums_w[start] = np.einsum("ij,ij->j", dy[part], xh)  # while the slice is in cache
+            sums_b[start] = dy[part].sum(axis=0)
             np.multiply(dy[part], weight, out=g)
-            mean_g = g.mean(axis=1, keepdims=True)
+            mean_g = _row_means(g)
             mean_gx = np.einsum("ij,ij->i", g, xh)[:, None] / xhat.dtype.type(width)
             g -= mean_g
-            g -= xh * mean_gx
+            g -= np.multiply(xh, mean_gx, out=scratch[part])
             g *= rstd[part]
 
         parallel.parallel_for(len(dy), input_grad, width, block_elements=ROWS * width)
-        grad_w = parallel.column_dots(dy, xhat)
-        grad_b = dy.sum(axis=0)
-        return dx.reshape(ctx.x_shape), grad_w, grad_b
+        return dx.reshape(ctx.x_shape), _in_order(sums_w), _in_order(sums_b)
+
+
+def _in_order(partial_sums):
+    """The slices' partial sums added in the order of their rows: the same bits on any number
+    of threads."""
+    return functools.reduce(operator.add, (partial_sums[k] for k in sorted(partial_sums)))
+
+
+def _row_means(rows):
+    """The mean of each row, (n, 1): one matrix-vector product with a column of 1/width."""
+    width = rows.shape[1]
+    return (rows @ np.full((width, 1), 1 / width, dtype=rows.dtype))

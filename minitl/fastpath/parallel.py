@@ -7,10 +7,12 @@ while it loops over a large array, though, so two Python threads that each take 
 rows really do run at the same time. Memory bandwidth, not the core count, is the limit
 (benchmarks/RESULTS.md has the measured gain).
 
-Why in blocks. Each thread walks its half of the rows in blocks of about BLOCK_ELEMENTS
-(256 KB of float32). A body that makes several passes over its rows (multiply, then add)
-finds the block still in the core's cache on the second pass, where the same passes over whole
-arrays would stream everything through memory twice.
+Why in blocks. The rows are cut into blocks of about BLOCK_ELEMENTS (1 MB of float32), and
+each thread takes the next block when it is done with one. A body that makes several passes
+over its rows (multiply, then add) finds the block still in the core's cache on the second
+pass, where the same passes over whole arrays would stream everything through memory twice.
+Not much smaller, though: each NumPy call gives up Python's lock and has to take it back, and
+with small blocks the threads spend their time waiting for each other there.
 
     parallel_for(n_rows, body, row_size)   # calls body(start, stop) on disjoint row ranges
 
@@ -100,12 +102,13 @@ def _worker_pool():
         return _pool
 
 
-def _run_blocks(body, first, last, block_rows, n_rows):
-    """Blocks first..last-1 of the fixed block grid, in order, on this thread."""
+def _run_blocks(body, blocks, block_rows, n_rows):
+    """Take the next block from `blocks` (an iterator shared by the threads of one job) and
+    run it, until none is left."""
     was_inside = getattr(_inside, "active", False)
     _inside.active = True
     try:
-        for k in range(first, last):
+        for k in blocks:
             body(k * block_rows, min((k + 1) * block_rows, n_rows))
     finally:
         _inside.active = was_inside
@@ -113,8 +116,8 @@ def _run_blocks(body, first, last, block_rows, n_rows):
 
 def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
                  block_elements: int | None = None) -> None:
-    """Call body(start, stop) over the blocks that cover range(n_rows), each thread taking one
-    contiguous run of blocks. `row_size` is the number of elements one row stands for: it
+    """Call body(start, stop) over the blocks that cover range(n_rows), each thread taking the
+    next block when it is free. `row_size` is the number of elements one row stands for: it
     decides how many rows make a block and whether splitting pays at all. The block grid does
     not depend on the number of threads, so neither do results summed block by block."""
     if n_rows <= 0:
@@ -127,14 +130,16 @@ def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
     n_blocks = -(-n_rows // block_rows)
     threads = min(_num_threads, n_blocks, (n_rows * row_size) // MIN_ELEMENTS_PER_THREAD)
     if threads <= 1 or getattr(_inside, "active", False):  # small, or nested in a running body
-        _run_blocks(body, 0, n_blocks, block_rows, n_rows)
+        _run_blocks(body, iter(range(n_blocks)), block_rows, n_rows)
         return
-    bounds = [n_blocks * k // threads for k in range(threads + 1)]
+    # Blocks go to whichever thread is free (next() on a shared iterator is atomic under the
+    # GIL): a worker that starts late, or shares its core with a BLAS thread still spinning
+    # after a product, takes fewer blocks instead of keeping the others waiting.
+    blocks = iter(range(n_blocks))
     pool = _worker_pool()
-    futures = [pool.submit(_run_blocks, body, bounds[k], bounds[k + 1], block_rows, n_rows)
-               for k in range(1, threads)]
+    futures = [pool.submit(_run_blocks, body, blocks, block_rows, n_rows) for _ in range(1, threads)]
     try:
-        _run_blocks(body, bounds[0], bounds[1], block_rows, n_rows)
+        _run_blocks(body, blocks, block_rows, n_rows)
     finally:
         for future in futures:
             future.result()  # re-raises a worker's exception here

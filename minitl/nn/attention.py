@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import fastpath, ops
 from ..backend import xp_of
+from ..fastpath import attention as fast_attention
 from ..ops.attention import attention, merge_heads, split_heads
 from ..tensor import Tensor
 from . import init
@@ -93,6 +94,8 @@ class MultiheadAttention(Module):
         (P, E) or (N, P, E), keys and values already projected that every query may attend to,
         put in front of the projected keys and values of `key` and `value`."""
         batched = self._check_inputs(query, key, value)
+        packed = (fastpath.enabled() and not need_weights and query is key and key is value
+                  and self._qkv_same_embed_dim and prefix_key_value is None)
         if not batched:  # (L, E): a batch of one
             query, key, value = (t.unsqueeze(0) for t in (query, key, value))
             if key_padding_mask is not None:
@@ -102,13 +105,17 @@ class MultiheadAttention(Module):
         batch, length, source = query.shape[0], query.shape[1], key.shape[1]
         mask = self._additive_mask(attn_mask, key_padding_mask, is_causal, batch, length, source, query)
 
-        q, k, v = self.in_projection(query, key, value)
-        if prefix_key_value is not None:
-            k, v, mask = self._with_prefix(prefix_key_value, k, v, mask)
-        heads = [split_heads(t, self.num_heads) for t in (q, k, v)]  # (N, H, L or S, d)
-        out, weights = attention(*heads, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                 need_weights=need_weights)
-        out = self.out_proj(merge_heads(out))
+        dropout_p = self.dropout if self.training else 0.0
+        if packed:  # the fast path: q, k and v from one product, the heads as views (fastpath/attention.py)
+            qkv = ops.linear(query, self.in_proj_weight, self.in_proj_bias)
+            out = self.out_proj(fast_attention.packed_self_attention(qkv, self.num_heads, mask, dropout_p))
+        else:
+            q, k, v = self.in_projection(query, key, value)
+            if prefix_key_value is not None:
+                k, v, mask = self._with_prefix(prefix_key_value, k, v, mask)
+            heads = [split_heads(t, self.num_heads) for t in (q, k, v)]  # (N, H, L or S, d)
+            out, weights = attention(*heads, attn_mask=mask, dropout_p=dropout_p, need_weights=need_weights)
+            out = self.out_proj(merge_heads(out))
 
         if not batched:
             out = out.squeeze(0)
