@@ -10,6 +10,10 @@ All heads' W_q^h side by side are one E x E matrix, so the projections are three
 and `split_heads` cuts their outputs into heads. The parameters carry PyTorch's names
 (`in_proj_weight` = [W_q; W_k; W_v], `in_proj_bias`, `out_proj.weight`, `out_proj.bias`), so a
 PyTorch state_dict loads as it is.
+
+With `tl.fastpath.enabled()`, self-attention that asks for no weights takes the fast path's
+`PackedSelfAttention`: one product with the whole in_proj_weight, the heads read as views of
+its output (minitl/fastpath/attention.py; tests prove it equal to the path written out here).
 """
 from __future__ import annotations
 
@@ -109,6 +113,7 @@ class MultiheadAttention(Module):
         if packed:  # the fast path: q, k and v from one product, the heads as views (fastpath/attention.py)
             qkv = ops.linear(query, self.in_proj_weight, self.in_proj_bias)
             out = self.out_proj(fast_attention.packed_self_attention(qkv, self.num_heads, mask, dropout_p))
+            weights = None  # (none asked for)
         else:
             q, k, v = self.in_projection(query, key, value)
             if prefix_key_value is not None:
