@@ -90,6 +90,22 @@ def max_pool_by_loops(x, kernel, stride, padding):
 GEOMETRIES = [((2, 3), (2, 3), (1, 1)), ((2, 3), None, (0, 1)), ((3, 2), (1, 2), (1, 0))]
 
 
+@pytest.mark.parametrize("kernel,stride,padding,shape", [((3, 2), (2, 1), (1, 1), (2, 3, 8, 9)),
+                                                       ((17, 16), (3, 2), (0, 0), (1, 2, 20, 19))],
+                         ids=["ties", "ties, 272 offsets per window"])
+def test_max_pool_takes_the_first_maximum_on_ties(path, kernel, stride, padding, shape):
+    """Values from a handful of integers, so most windows hold their maximum more than once:
+    the value and the gradient's one destination as a loop over windows finds them (argmax,
+    the first maximum in row order); the second window has more offsets than a byte counts."""
+    x_np = np.random.default_rng(1).integers(0, 4, shape).astype(np.float64)
+    x = tl.tensor(x_np, dtype="float64", requires_grad=True)
+    out = F.max_pool2d(x, kernel, stride, padding)
+    out.sum().backward()
+    expected, expected_grad = max_pool_by_loops(x_np, kernel, stride, padding)
+    np.testing.assert_array_equal(out.data, expected)
+    np.testing.assert_array_equal(x.grad, expected_grad)
+
+
 @pytest.mark.parametrize("kernel,stride,padding", GEOMETRIES)
 def test_max_pool_with_a_non_square_window(path, kernel, stride, padding):
     rng = np.random.default_rng(0)

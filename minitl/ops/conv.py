@@ -157,12 +157,23 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel_size, stride=None, padding=0):
         x, ctx.geometry = pool_geometry(x, kernel_size, stride, padding, fill=-np.inf)  # -inf never wins
-        _, kernel, stride, _ = ctx.geometry
-        win = windows(x, kernel, stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw)
-        flat = win.reshape(win.shape[:4] + (-1,))  # each window's kh*kw values, offset i*kw + j
-        arg = flat.argmax(axis=-1)
+        _, (kh, kw), stride, _ = ctx.geometry
+        xp = xp_of(x)
+        win = windows(x, (kh, kw), stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw), a view
+        # visit the kh*kw offsets of every window at once, keeping the largest value so far and
+        # its offset i*kw + j (in a byte or two: less to write and read back than int64)
+        out = win[..., 0, 0].copy()
+        arg = xp.zeros(win.shape[:4], dtype=np.min_scalar_type(kh * kw - 1))
+        for i in range(kh):
+            for j in range(kw):
+                value = win[..., i, j]
+                offset = arg.dtype.type(i * kw + j)
+                # offsets only grow, so this makes arg the offset of the last strictly larger value:
+                # ties keep the first maximum, as in PyTorch
+                xp.maximum(arg, (value > out) * offset, out=arg)
+                xp.maximum(out, value, out=out)
         ctx.save_for_backward(arg)
-        return xp_of(x).take_along_axis(flat, arg[..., None], axis=-1)[..., 0]  # the value at the argmax
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -259,11 +270,14 @@ class BatchNorm(Function):
         axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channels
         ctx.batch_stats = mean is None
         if ctx.batch_stats:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            mean = x.mean(axis=axes)
+        centered = x - per_channel(mean, x.ndim)
+        if ctx.batch_stats:
+            var = (centered ** 2).mean(axis=axes)  # biased, as eq. BN has it
             if stats_out is not None:
                 stats_out.update(mean=mean, var=var, count=x.size // x.shape[1])
         rstd = per_channel(1 / xp.sqrt(var + eps), x.ndim)
-        xhat = (x - per_channel(mean, x.ndim)) * rstd
+        xhat = centered * rstd
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.axes = axes
         return per_channel(weight, x.ndim) * xhat + per_channel(bias, x.ndim)
