@@ -51,6 +51,24 @@ def test_large_jobs_run_on_several_threads(threads):
     assert len(idents) == 2
 
 
+def test_a_thread_that_is_held_up_takes_fewer_blocks(threads):
+    """Blocks go to whichever thread is free: while the calling thread is stuck in its first
+    block, the worker takes the rest (a fixed half each would leave it 4 of the 8)."""
+    threads(2)
+    caller, ran_on_caller = threading.get_ident(), []
+
+    def body(a, b):
+        if threading.get_ident() != caller:
+            time.sleep(0.01)
+        else:
+            ran_on_caller.append(a)
+            if len(ran_on_caller) == 1:
+                time.sleep(0.5)
+
+    parallel.parallel_for(8, body, 1 << 20, block_elements=1 << 20)  # 8 blocks of one row
+    assert len(ran_on_caller) < 4
+
+
 def test_small_jobs_stay_on_the_calling_thread(threads):
     threads(4)
     idents = set()
