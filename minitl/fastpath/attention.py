@@ -158,8 +158,8 @@ def _attend(ctx, q, k, v, bias, blocked, scale, dropout_p, out):
 
 
 def _chain_rule(ctx, grad, grads):
-    """Backward of `_attend`: adds dq, dk, dv into grads (zeroed arrays, or None where not
-    needed), slice by slice; returns dbias (None without a bias or when not needed)."""
+    """Backward of `_attend`: dq, dk, dv into grads (arrays from `_gradient_buffer`, or None
+    where not needed), slice by slice; returns dbias (None without a bias or when not needed)."""
     q, k, v, weights, keep_scaled = ctx.saved_tensors
     scale = ctx.scale
     batch = weights.shape[0]

@@ -15,9 +15,6 @@ depend on the thread count. Normalising over more than the last axis takes the r
 """
 from __future__ import annotations
 
-import functools
-import operator
-
 import numpy as np
 
 from . import parallel
@@ -83,13 +80,8 @@ class LayerNorm(Function):
             g *= rstd[part]
 
         parallel.parallel_for(len(dy), input_grad, width, block_elements=ROWS * width)
-        return dx.reshape(ctx.x_shape), _in_order(sums_w), _in_order(sums_b)
+        return dx.reshape(ctx.x_shape), parallel.sum_in_block_order(sums_w), parallel.sum_in_block_order(sums_b)
 
-
-def _in_order(partial_sums):
-    """The slices' partial sums added in the order of their rows: the same bits on any number
-    of threads."""
-    return functools.reduce(operator.add, (partial_sums[k] for k in sorted(partial_sums)))
 
 
 def _row_means(rows):

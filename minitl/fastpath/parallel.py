@@ -193,6 +193,12 @@ def column_dots(a, b):
         partials[start] = xp.einsum("ij,ij->j", a[start:stop], b[start:stop])
 
     parallel_for(a.shape[0], body, a.shape[1], enabled=_splittable(a))
+    return sum_in_block_order(partials)
+
+
+def sum_in_block_order(partials):
+    """{first row of a block: that block's partial sum} added in the order of the rows, so the
+    total does not depend on which thread ran which block, or on the thread count."""
     return functools.reduce(operator.add, (partials[k] for k in sorted(partials)))
 
 

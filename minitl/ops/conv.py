@@ -162,16 +162,14 @@ class MaxPool2d(Function):
         win = windows(x, (kh, kw), stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw), a view
         # visit the kh*kw offsets of every window at once, keeping the largest value so far and
         # its offset i*kw + j (in a byte or two: less to write and read back than int64)
-        out = win[..., 0, 0].copy()
+        out = win[..., 0, 0].copy()  # offset 0 starts the running maximum
         arg = xp.zeros(win.shape[:4], dtype=np.min_scalar_type(kh * kw - 1))
-        for i in range(kh):
-            for j in range(kw):
-                value = win[..., i, j]
-                offset = arg.dtype.type(i * kw + j)
-                # offsets only grow, so this makes arg the offset of the last strictly larger value:
-                # ties keep the first maximum, as in PyTorch
-                xp.maximum(arg, (value > out) * offset, out=arg)
-                xp.maximum(out, value, out=out)
+        for offset in range(1, kh * kw):
+            value = win[..., offset // kw, offset % kw]
+            # offsets only grow, so this makes arg the offset of the last strictly larger value:
+            # ties keep the first maximum, as in PyTorch
+            xp.maximum(arg, (value > out) * arg.dtype.type(offset), out=arg)
+            xp.maximum(out, value, out=out)
         ctx.save_for_backward(arg)
         return out
 
