@@ -258,7 +258,15 @@ class BatchNorm(Function):
 
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),   g = dy * gamma
 
-    In evaluation they are the running statistics, constants, and dx = rstd * g.
+    gamma is one number per channel, constant over the axes the means run over, so it factors
+    out of them: mean(g) = gamma * dbeta / m and mean(g * xhat) = gamma * dgamma / m, with m the
+    values per channel and dbeta = sum(dy), dgamma = sum(dy * xhat) the parameters' gradients:
+
+        dx = rstd * gamma * (dy - dbeta / m - xhat * dgamma / m)
+
+    (one product array fewer than the first form; layer norm's weight varies along its axes, so
+    there the first form stays). In evaluation mean and var are the running statistics,
+    constants, and dx = rstd * gamma * dy.
     `stats_out` (a dict) receives the batch's mean, var and count for the running averages.
     """
 
@@ -285,14 +293,15 @@ class BatchNorm(Function):
         xhat, rstd, weight = ctx.saved_tensors
         axes = ctx.axes
         # BEGIN EXERCISE vision.batchnorm_backward
-        # hint: sums and means over (N, H, W): dbeta = sum dy, dgamma = sum dy xhat; g = dy gamma; dx = rstd (g - mean g - xhat mean(g xhat)), or rstd g with running statistics
+        # hint: sums over (N, H, W), m values per channel: dbeta = sum dy, dgamma = sum dy xhat; dx = rstd gamma (dy - dbeta/m - xhat dgamma/m), or rstd gamma dy with running statistics
         dbeta = grad.sum(axis=axes)
         dgamma = (grad * xhat).sum(axis=axes)
-        g = grad * per_channel(weight, grad.ndim)
+        scale = rstd * per_channel(weight, grad.ndim)  # rstd gamma, one number per channel
         if ctx.batch_stats:
-            dx = rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+            m = grad.size // grad.shape[1]
+            dx = scale * (grad - per_channel(dbeta / m, grad.ndim) - xhat * per_channel(dgamma / m, grad.ndim))
         else:
-            dx = rstd * g
+            dx = scale * grad
         # END EXERCISE
         return dx, dgamma, dbeta
 
