@@ -76,6 +76,43 @@ def test_small_jobs_stay_on_the_calling_thread(threads):
     assert idents == {threading.get_ident()}
 
 
+def test_a_job_may_ask_for_more_work_per_thread(threads):
+    threads(2)
+    idents = set()
+
+    def body(a, b):
+        idents.add(threading.get_ident())
+        time.sleep(0.01)
+
+    # 2^20 elements in 16 blocks: threaded by default, on the calling thread alone when each
+    # thread must get at least 2^20 elements (the fast Adam's rule for small models)
+    parallel.parallel_for(16, body, 1 << 16, block_elements=1 << 16, min_elements_per_thread=1 << 20)
+    assert idents == {threading.get_ident()}
+    parallel.parallel_for(16, body, 1 << 16, block_elements=1 << 16)
+    assert len(idents) == 2
+
+
+def test_the_fast_adam_updates_small_models_on_one_thread_and_large_ones_on_all(threads, monkeypatch):
+    from minitl.fastpath import adam as fast_adam
+    threads(2)
+    idents = set()
+    update = fast_adam.adam_update_
+
+    def recording(*args):
+        idents.add(threading.get_ident())
+        time.sleep(0.002)  # long enough that the worker must take blocks of its own
+        return update(*args)
+
+    monkeypatch.setattr(fast_adam, "adam_update_", recording)
+    for size, expected in [(fast_adam.PARALLEL_ELEMENTS // 2, 1), (2 * fast_adam.PARALLEL_ELEMENTS, 2)]:
+        idents.clear()
+        p = tl.tensor(np.zeros(size, np.float32), requires_grad=True)
+        p.grad = np.ones(size, np.float32)
+        tl.optim.Adam([p], lr=0.1).step()
+        assert len(idents) == expected, size
+        np.testing.assert_allclose(p.data, -0.1, rtol=1e-5)  # the first step moves every weight by lr
+
+
 def test_a_workers_exception_reaches_the_caller(threads):
     threads(2)
 

@@ -12,9 +12,10 @@ Why it is faster than the five NumPy expressions of the reference:
 * Bias corrections folded into two scalars, which saves two passes:
       lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_hat),
       step_size = lr * sqrt(1 - b2^t) / (1 - b1^t),   eps_hat = eps * sqrt(1 - b2^t).
-* Threads. The slices of all parameters are one list of jobs, split across
-  `fastpath.parallel`'s threads (NumPy releases the GIL inside each pass). On a GPU each
-  parameter is one job on whole arrays.
+* Threads, for a million parameters and more. The slices of all parameters are one list of
+  jobs, split across `fastpath.parallel`'s threads (NumPy releases the GIL inside each pass);
+  smaller models update on one thread (PARALLEL_ELEMENTS says why). On a GPU each parameter
+  is one job on whole arrays.
 
 benchmarks/RESULTS.md has what this is worth.
 """
@@ -29,6 +30,11 @@ from ..backend import xp_of
 from . import parallel
 
 SLICE = 1 << 16
+# A slice makes a dozen short NumPy calls, and at each one two threads hand Python's lock to
+# each other. Below about a million elements that costs more than a second core brings: on the
+# 2-core machine the MLP's 0.67M parameters took 1.48 ms on two threads and on one, the ViT's
+# 0.80M 2.45 against 2.18 ms; 1.7M took 3.33 against 3.64 ms, 4M 8.5 against 11.5 ms.
+PARALLEL_ELEMENTS = 1 << 20
 
 _scratch = threading.local()  # each thread's spare slice, one per dtype
 
@@ -92,4 +98,5 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
             p, g, m, v, step_size, eps_hat = jobs[k]
             adam_update_(p, g, m, v, _scratch_for(p.dtype, p.size), beta1, beta2, step_size, eps_hat)
 
-    parallel.parallel_for(len(jobs), run, SLICE, block_elements=SLICE)
+    parallel.parallel_for(len(jobs), run, SLICE, block_elements=SLICE,
+                          min_elements_per_thread=PARALLEL_ELEMENTS // 2)

@@ -115,11 +115,12 @@ def _run_blocks(body, blocks, block_rows, n_rows):
 
 
 def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
-                 block_elements: int | None = None) -> None:
+                 block_elements: int | None = None, min_elements_per_thread: int | None = None) -> None:
     """Call body(start, stop) over the blocks that cover range(n_rows), each thread taking the
     next block when it is free. `row_size` is the number of elements one row stands for: it
-    decides how many rows make a block and whether splitting pays at all. The block grid does
-    not depend on the number of threads, so neither do results summed block by block."""
+    decides how many rows make a block and whether splitting pays at all (at least
+    `min_elements_per_thread` per thread, MIN_ELEMENTS_PER_THREAD unless given). The block grid
+    does not depend on the number of threads, so neither do results summed block by block."""
     if n_rows <= 0:
         return
     if not enabled:  # CuPy arrays: the GPU is parallel already, one call does it all
@@ -128,7 +129,7 @@ def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
     row_size = max(int(row_size), 1)
     block_rows = max(1, (block_elements or BLOCK_ELEMENTS) // row_size)
     n_blocks = -(-n_rows // block_rows)
-    threads = min(_num_threads, n_blocks, (n_rows * row_size) // MIN_ELEMENTS_PER_THREAD)
+    threads = min(_num_threads, n_blocks, (n_rows * row_size) // (min_elements_per_thread or MIN_ELEMENTS_PER_THREAD))
     if threads <= 1 or getattr(_inside, "active", False):  # small, or nested in a running body
         _run_blocks(body, iter(range(n_blocks)), block_rows, n_rows)
         return
