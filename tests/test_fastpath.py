@@ -17,9 +17,11 @@ from minitl.fastpath import conv as fast_conv
 from minitl.fastpath import elementwise as fast_elementwise
 from minitl.fastpath import gelu as fast_gelu
 from minitl.fastpath import layer_norm as fast_layer_norm
+from minitl.fastpath import linear as fast_linear
 from minitl.fastpath import parallel
 from minitl.ops import conv as ref_conv
 from minitl.ops import elementwise as ref_elementwise
+from minitl.ops import linalg as ref_linalg
 from minitl.ops import nn_ops as ref_nn_ops
 from minitl.optim import adam as ref_adam
 
@@ -122,7 +124,8 @@ def test_the_environment_variable_sets_the_start(monkeypatch):
 
 def test_fast_functions_are_their_own_classes():
     pairs = [(fast_conv.Conv2d, ref_conv.Conv2d), (fast_conv.BatchNorm, ref_conv.BatchNorm),
-             (fast_conv.MaxPool2x2, ref_conv.MaxPool2d), (fast_elementwise.Relu, ref_elementwise.Relu)]
+             (fast_conv.MaxPool2x2, ref_conv.MaxPool2d), (fast_elementwise.Relu, ref_elementwise.Relu),
+             (fast_linear.Linear, ref_linalg.Linear)]
     for fast, ref in pairs:
         assert not issubclass(fast, ref) and not issubclass(ref, fast)
 
@@ -274,6 +277,31 @@ def test_relu_keeps_the_memory_layout_of_its_input():
     with tl.fastpath.use(True):
         out = tl.relu(tl.tensor(layout(rng.standard_normal((2, 3, 4, 5)), "nhwc"))).numpy()
     assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+# --- linear ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["nchw", "strided"])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 9), (1, 6)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(shape, kind, bias):
+    arrays = [layout(rng.standard_normal(shape), kind), rng.standard_normal((3, shape[-1]))]
+    if bias:
+        arrays.append(rng.standard_normal(3))
+    check_equal(F.linear, arrays, fast_linear.Linear, ref_linalg.Linear)
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
+def test_linear_gradients_of_some_inputs_only(needs):
+    arrays = [rng.standard_normal((4, 5, 6)), rng.standard_normal((2, 6)), rng.standard_normal(2)]
+    check_equal(F.linear, arrays, fast_linear.Linear, ref_linalg.Linear, requires_grad=needs)
+
+
+def test_linear_errors_are_the_same_on_both_paths():
+    x, w = tl.tensor(np.ones((2, 3))), tl.tensor(np.ones((4, 5)))
+    for flag in (True, False):
+        with tl.fastpath.use(flag), pytest.raises(ValueError, match="3 features but the weight"):
+            F.linear(x, w)
 
 
 # --- layer norm and GELU on threads (the transformer's element-wise work) -----------------------

@@ -35,6 +35,7 @@ What lives here:
                      its batch slices on those threads
     gelu.py          a float32 GELU without SciPy's erf (float64 takes the exact one), on those threads
     layer_norm.py    layer norm over the last axis, in cache-sized slices of rows, on those threads
+    linear.py        the linear layer, its bias gradient as one matrix-vector product
 
 Each fast Function is its own class (not a subclass of its reference), so `out.grad_fn` says
 which version recorded a node.

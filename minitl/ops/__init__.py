@@ -353,9 +353,10 @@ def normalize(a, p=2.0, dim=1, eps=1e-12):
 
 
 def linear(x, weight, bias=None):
+    op = fastpath.linear.Linear if fastpath.enabled() else Linear
     if bias is None:
-        return Linear.apply(x, weight)
-    return Linear.apply(x, weight, bias)
+        return op.apply(x, weight)
+    return op.apply(x, weight, bias)
 
 
 def embedding(indices, weight, padding_idx=None):
