@@ -264,9 +264,9 @@ class BatchNorm(Function):
 
         dx = rstd * gamma * (dy - dbeta / m - xhat * dgamma / m)
 
-    (one product array fewer than the first form; layer norm's weight varies along its axes, so
-    there the first form stays). In evaluation mean and var are the running statistics,
-    constants, and dx = rstd * gamma * dy.
+    (two product arrays and two reductions fewer than the first form, about half its time;
+    layer norm's weight varies along the axes it averages over, so there the first form stays).
+    In evaluation mean and var are the running statistics, constants, and dx = rstd * gamma * dy.
     `stats_out` (a dict) receives the batch's mean, var and count for the running averages.
     """
 
