@@ -1,4 +1,4 @@
-"""The fast linear layer: `minitl.ops.linalg.Linear`'s y = x W^T + b, whose backward takes the
+"""The fast linear layer: `minitl.ops.linalg.Linear` with another backward pass, which takes the
 bias gradient, the column sums of g, as one matrix-vector product `ones @ g`: BLAS streams g
 once, where NumPy's sum down axis 0 adds row after row (a (6400, 512) float32 g, as in the
 ViT's MLP: 0.70 ms for `g.sum(axis=0)`, 0.34 ms for the product; benchmarks/RESULTS.md).
@@ -7,6 +7,7 @@ Proven equal to the reference in float64 by tests/test_fastpath.py.
 from __future__ import annotations
 
 from .. import backend
+from ..ops import linalg as reference
 from ..tensor import Function
 from .conv import column_sums
 
@@ -16,25 +17,16 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        if x.shape[-1] != weight.shape[1]:
-            raise ValueError(f"linear: input of shape {tuple(x.shape)} has {x.shape[-1]} features but the "
-                             f"weight of shape {tuple(weight.shape)} expects {weight.shape[1]}")
-        rows = x.reshape(-1, x.shape[-1])
-        out = backend.matmul(rows, weight.T)
-        if bias is not None:
-            out += bias
-        ctx.save_for_backward(rows, weight)
-        ctx.x_shape = x.shape
-        ctx.has_bias = bias is not None
-        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+        # the reference's forward, which saves the rows and the weight: nothing there to speed up
+        return reference.Linear.forward(ctx, x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
         rows, weight = ctx.saved_tensors
-        needs = ctx.needs_input_grad
         g = grad.reshape(-1, weight.shape[0])
-        grad_x = backend.matmul(g, weight).reshape(ctx.x_shape) if needs[0] else None
-        grad_w = backend.matmul(g.T, rows) if needs[1] else None
+        needs_x, needs_w = ctx.needs_input_grad[:2]
+        grads = (backend.matmul(g, weight).reshape(ctx.x_shape) if needs_x else None,
+                 backend.matmul(g.T, rows) if needs_w else None)
         if not ctx.has_bias:
-            return grad_x, grad_w
-        return grad_x, grad_w, (column_sums(g) if needs[2] else None)
+            return grads
+        return grads + (column_sums(g) if ctx.needs_input_grad[2] else None,)
