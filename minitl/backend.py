@@ -43,6 +43,11 @@ def xp_of(array):
     return _cupy.get_array_module(array)
 
 
+def is_array(a) -> bool:
+    """True for a NumPy or CuPy array (not a NumPy scalar, not a row-sparse gradient object)."""
+    return type(a) is np.ndarray or (_cupy is not None and isinstance(a, _cupy.ndarray))
+
+
 def device_of(array) -> str:
     return "cpu" if xp_of(array) is np else "cuda"
 

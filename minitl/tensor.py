@@ -75,6 +75,11 @@ class Function:
 
     __slots__ = ("parents", "saved_tensors", "needs_input_grad", "__dict__")
     _released = False  # set by release(): what forward saved is gone
+    # True on a Function whose backward returns only new arrays (or views of new arrays) that
+    # it keeps no reference to, no two sharing memory: the engine may then sum into them and
+    # hand them to leaves without a copy (`_GradientSums`). The fast paths' layers say so;
+    # the reference ops, which students write, keep the safe default.
+    fresh_gradients = False
 
     def save_for_backward(self, *arrays):
         self.saved_tensors = arrays
@@ -326,20 +331,20 @@ class Tensor:
         the graph's saved arrays are freed, as in PyTorch, and a second backward through it is an
         error; `retain_graph=True` keeps them, and a second backward then accumulates again.
         """
-        grads = {id(self): self._initial_gradient(gradient)}
+        sums = _GradientSums()
+        sums.add(self, self._initial_gradient(gradient), owned=False)
         for node in reversed(_topological_order(self)):
-            g = grads.pop(id(node), None)
+            g, owned = sums.pop(node)
             if g is None:
                 continue
             ctx = node._ctx
             if ctx is None or node._retains_grad:
-                _accumulate(node, g)
+                _accumulate(node, g, adopt=owned and ctx is None)
             if ctx is None:
                 continue
             for parent, parent_grad in zip(ctx.parents, ctx.input_gradients(g)):
                 if parent_grad is not None and parent.requires_grad:
-                    key = id(parent)
-                    grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+                    sums.add(parent, parent_grad, owned=ctx.fresh_gradients)
             if not retain_graph:
                 ctx.release()
 
@@ -634,14 +639,57 @@ def _topological_order(root):
     # END EXERCISE
 
 
-def _accumulate(node, g):
+class _GradientSums:
+    """The gradients arriving at each tensor during one backward, summed as they come: the
+    engine's one copy-avoidance scheme.
+
+    An array is *owned* when nothing outside this backward can see it: a sum made here, or what
+    a Function with `fresh_gradients` returned. A sum adds into an owned array in place instead
+    of allocating a new one, and a leaf's first gradient, when owned, becomes its `.grad`
+    without `_accumulate`'s copy: PyTorch's gradient accumulation steals such tensors alike.
+    Everything else (the caller's gradient, one array that `a + b` hands to both inputs, a
+    view) is never written to, and is copied into a leaf."""
+
+    def __init__(self):
+        self.pending = {}  # id(tensor) -> (gradient so far, owned)
+
+    def add(self, tensor, g, owned):
+        key = id(tensor)
+        if key not in self.pending:
+            self.pending[key] = (g, owned)
+            return
+        total, total_owned = self.pending[key]
+        if total_owned and _can_add_into(total, g):
+            total += g
+        elif owned and _can_add_into(g, total):
+            g += total
+            total = g
+        else:
+            total = total + g
+        self.pending[key] = (total, backend.is_array(total))
+
+    def pop(self, tensor):
+        return self.pending.pop(id(tensor), (None, False))
+
+
+def _can_add_into(target, other):
+    """`target += other` gives what `target + other` would: same dtype, same shape, an array."""
+    return backend.is_array(target) and getattr(other, "dtype", None) == target.dtype and other.shape == target.shape
+
+
+def _accumulate(node, g, adopt=False):
     """Add `g` into `node.grad`. A first gradient is copied (in the leaf's dtype): `g` may be a
     view, the caller's array, or one array that an op handed to two inputs (`a + b` does), and
-    an in-place update of one `.grad` must never change another. (Only `copy`, `astype`, `+`
-    and `dtype` are asked of `g`, so a row-sparse gradient object may stand in for an array.)"""
+    an in-place update of one `.grad` must never change another. With `adopt` (an array the
+    backward owns, see `_GradientSums`) a C-contiguous `g` of the leaf's dtype is taken as it is.
+    (Only `copy`, `astype`, `+` and `dtype` are asked of `g`, so a row-sparse gradient object
+    may stand in for an array.)"""
     same_dtype = g.dtype == node.data.dtype
     if node.grad is None:
-        node.grad = g.copy() if same_dtype else g.astype(node.data.dtype)
+        if adopt and same_dtype and backend.is_array(g) and g.flags.c_contiguous:
+            node.grad = g
+        else:
+            node.grad = g.copy() if same_dtype else g.astype(node.data.dtype)
     else:
         node.grad = node.grad + (g if same_dtype else g.astype(node.data.dtype))
 

@@ -113,6 +113,30 @@ def test_the_fast_adam_updates_small_models_on_one_thread_and_large_ones_on_all(
         np.testing.assert_allclose(p.data, -0.1, rtol=1e-5)  # the first step moves every weight by lr
 
 
+def test_the_fast_adam_keeps_many_small_parameters_on_one_thread(threads, monkeypatch):
+    """Twenty parameters of a quarter slice each add up to more than PARALLEL_ELEMENTS, but
+    every job is short, and two threads would only trade Python's lock (a ViT's layers)."""
+    from minitl.fastpath import adam as fast_adam
+    threads(2)
+    idents = set()
+    update = fast_adam.adam_update_
+
+    def recording(*args):
+        idents.add(threading.get_ident())
+        time.sleep(0.001)
+        return update(*args)
+
+    monkeypatch.setattr(fast_adam, "adam_update_", recording)
+    size = fast_adam.SLICE // 4
+    assert 20 * size > fast_adam.PARALLEL_ELEMENTS
+    params = [tl.tensor(np.zeros(size, np.float32), requires_grad=True) for _ in range(20)]
+    for p in params:
+        p.grad = np.ones(size, np.float32)
+    tl.optim.Adam(params, lr=0.1).step()
+    assert len(idents) == 1
+    np.testing.assert_allclose(params[-1].data, -0.1, rtol=1e-5)
+
+
 def test_a_workers_exception_reaches_the_caller(threads):
     threads(2)
 

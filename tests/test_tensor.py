@@ -194,6 +194,84 @@ def test_grads_of_two_leaves_are_independent_arrays():
     np.testing.assert_allclose(b.grad, [1.0, 1.0])
 
 
+class _Scale(tl.Function):
+    """y = c x, with a backward that returns a new array and keeps nothing."""
+    fresh_gradients = True
+    returned = []
+
+    @staticmethod
+    def forward(ctx, x, c):
+        ctx.c = c
+        return x * c
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = grad * ctx.c
+        _Scale.returned.append(out)
+        return out
+
+
+class _SharedGradient(tl.Function):
+    """y = x + 0, whose backward hands back one array that it also keeps."""
+    kept = []
+
+    @staticmethod
+    def forward(ctx, x):
+        return x + 0
+
+    @staticmethod
+    def backward(ctx, grad):
+        _SharedGradient.kept.append(grad)
+        return grad
+
+
+def test_a_leaf_adopts_a_fresh_gradient_and_copies_any_other():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    _Scale.returned.clear()
+    _Scale.apply(x, 3.0).sum().backward()
+    assert x.grad is _Scale.returned[0]  # nothing else holds it: no copy
+    y = tl.tensor([1.0, 2.0], requires_grad=True)
+    _SharedGradient.kept.clear()
+    (_SharedGradient.apply(y) * 2).sum().backward()  # a contiguous array, kept by the op
+    assert y.grad is not _SharedGradient.kept[0] and not np.shares_memory(y.grad, _SharedGradient.kept[0])
+    np.testing.assert_array_equal(y.grad, [2.0, 2.0])
+
+
+def test_gradient_sums_write_only_into_arrays_the_engine_owns():
+    """x gets three gradients: two fresh ones and one that its op keeps. Summing in place into
+    an owned array must not touch the kept one, wherever it arrives in the order."""
+    x = tl.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    for order in ([2.0, "shared", 5.0], ["shared", 2.0, 5.0], [2.0, 5.0, "shared"]):
+        x.grad = None
+        _SharedGradient.kept.clear()
+        terms = [_SharedGradient.apply(x) * 7 if c == "shared" else _Scale.apply(x, c) for c in order]
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        total.sum().backward()
+        np.testing.assert_array_equal(x.grad, [14.0, 14.0])
+        np.testing.assert_array_equal(_SharedGradient.kept[0], [7.0, 7.0])
+        x.grad += 1  # the leaf's array is its own
+        np.testing.assert_array_equal(_SharedGradient.kept[0], [7.0, 7.0])
+
+
+def test_the_fast_linear_layer_hands_its_weight_gradient_over_without_a_copy(monkeypatch):
+    from minitl.fastpath import linear as fast_linear
+    returned = []
+    backward = fast_linear.Linear.backward
+
+    def recording(ctx, grad):
+        grads = backward(ctx, grad)
+        returned.append(grads)
+        return grads
+
+    monkeypatch.setattr(fast_linear.Linear, "backward", staticmethod(recording))
+    layer = tl.nn.Linear(3, 2)
+    with tl.fastpath.use(True):
+        layer(tl.randn(4, 3)).sum().backward()
+    assert layer.weight.grad is returned[0][1] and layer.bias.grad is returned[0][2]
+
+
 def test_non_scalar_backward_needs_gradient():
     x = tl.tensor([1.0, 2.0], requires_grad=True)
     y = x * 2

@@ -6,16 +6,16 @@ Why it is faster than the five NumPy expressions of the reference:
 
 * No temporaries. Each expression of the reference allocates a parameter-sized array, writes
   it and reads it back. Here every pass writes into the state arrays or into one scratch slice.
-* Cache-sized slices. The update makes a dozen passes; over slices of SLICE elements (256 KiB
+* Cache-sized slices. The update makes a dozen passes; over slices of SLICE elements (512 KiB
   of float32) the five arrays of a slice stay in the core's cache from the first pass to the
   last, where passes over whole parameters would stream each one through memory a dozen times.
 * Bias corrections folded into two scalars, which saves two passes:
       lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_hat),
       step_size = lr * sqrt(1 - b2^t) / (1 - b1^t),   eps_hat = eps * sqrt(1 - b2^t).
-* Threads, for a million parameters and more. The slices of all parameters are one list of
-  jobs, split across `fastpath.parallel`'s threads (NumPy releases the GIL inside each pass);
-  smaller models update on one thread (PARALLEL_ELEMENTS says why). On a GPU each parameter
-  is one job on whole arrays.
+* Threads, for large parameters. The slices of all parameters are one list of jobs, split
+  across `fastpath.parallel`'s threads (NumPy releases the GIL inside each pass), when there
+  are enough long ones; models made of small parameters update on one thread (PARALLEL_ELEMENTS
+  says why). On a GPU each parameter is one job on whole arrays.
 
 benchmarks/RESULTS.md has what this is worth.
 """
@@ -29,12 +29,14 @@ import numpy as np
 from ..backend import xp_of
 from . import parallel
 
-SLICE = 1 << 16
-# A slice makes a dozen short NumPy calls, and at each one two threads hand Python's lock to
-# each other. Below about a million elements that costs more than a second core brings: on the
-# 2-core machine the MLP's 0.67M parameters took 1.48 ms on two threads and on one, the ViT's
-# 0.80M 2.45 against 2.18 ms; 1.7M took 3.33 against 3.64 ms, 4M 8.5 against 11.5 ms.
-PARALLEL_ELEMENTS = 1 << 20
+SLICE = 1 << 17
+# A job makes a dozen NumPy calls, and at each one two threads hand Python's lock to each other:
+# a second core only pays when the calls are long, so threads run only when the slices of at
+# least SLICE / 2 elements add up to PARALLEL_ELEMENTS. On the 2-core machine, one thread
+# against two: the MLP's 0.67M parameters (a 401k and a 262k weight) 1.38 against 1.16 ms; the
+# ViT's 0.80M in 52 parameters of at most 65k, 1.89 against 2.15 ms; 1.7M in two, 3.69 against
+# 2.56 ms; 4M in two, 14.1 against 7.4 ms.
+PARALLEL_ELEMENTS = 1 << 19
 
 _scratch = threading.local()  # each thread's spare slice, one per dtype
 
@@ -98,5 +100,6 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
             p, g, m, v, step_size, eps_hat = jobs[k]
             adam_update_(p, g, m, v, _scratch_for(p.dtype, p.size), beta1, beta2, step_size, eps_hat)
 
-    parallel.parallel_for(len(jobs), run, SLICE, block_elements=SLICE,
-                          min_elements_per_thread=PARALLEL_ELEMENTS // 2)
+    long_elements = sum(job[0].size for job in jobs if job[0].size >= SLICE // 2)
+    parallel.parallel_for(len(jobs), run, SLICE, enabled=long_elements >= PARALLEL_ELEMENTS,
+                          block_elements=SLICE, min_elements_per_thread=1)

@@ -127,6 +127,8 @@ class Gelu(Function):
     """GELU(x) = x Phi(x). Its slope Phi(x) + x phi(x) is made in forward, beside the value
     (when a gradient will be asked for), so backward is one product: grad * slope."""
 
+    fresh_gradients = True  # the product is a new array: the engine may sum into it
+
     @staticmethod
     def forward(ctx, a):
         wants_grad = getattr(ctx, "needs_input_grad", (False,))[0]

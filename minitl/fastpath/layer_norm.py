@@ -34,6 +34,8 @@ def handles(x, ndim):
 class LayerNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis."""
 
+    fresh_gradients = True  # dx, dweight and dbias are new arrays: the engine may sum into them
+
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-5):
         width = x.shape[-1]

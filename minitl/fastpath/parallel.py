@@ -120,7 +120,9 @@ def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
     next block when it is free. `row_size` is the number of elements one row stands for: it
     decides how many rows make a block and whether splitting pays at all (at least
     `min_elements_per_thread` per thread, MIN_ELEMENTS_PER_THREAD unless given). The block grid
-    does not depend on the number of threads, so neither do results summed block by block."""
+    does not depend on the number of threads, so neither do results summed block by block.
+    enabled=False makes it one call body(0, n_rows) on the calling thread: CuPy arrays, or work
+    the caller knows is not worth splitting."""
     if n_rows <= 0:
         return
     if not enabled:  # CuPy arrays: the GPU is parallel already, one call does it all
