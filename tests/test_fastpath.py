@@ -215,7 +215,8 @@ def test_conv2d_errors_are_the_same_on_both_paths():
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape,kind", [((5, 3, 7, 9), "nchw"), ((3, 4, 5, 5), "nhwc"), ((7, 2, 3, 4), "strided"),
-                                        ((9, 5), "nchw"), ((5, 3, 11), "nchw"), ((6, 4, 7), "strided")])
+                                        ((9, 5), "nchw"), ((5, 3, 11), "nchw"), ((6, 4, 7), "strided"),
+                                        ((8, 4, 4, 4), "nhwc"), ((4, 6, 8, 8), "nhwc")])
 def test_batch_norm(threads, shape, kind, training):
     channels = shape[1]
     x = layout(rng.normal(1.5, 2.0, shape), kind)
@@ -229,6 +230,19 @@ def test_batch_norm(threads, shape, kind, training):
     check_equal(fn, [x, weight, bias], fast_conv.BatchNorm, ref_conv.BatchNorm)
     for fast, ref in zip(running[True], running[False]):  # the running statistics moved alike
         assert_close(fast, ref, "running statistics")
+
+
+@pytest.mark.parametrize("rows,channels", [(64, 3), (96, 32), (7, 4), (512, 600)])
+def test_channel_passes_on_wide_rows_equal_the_narrow_ones(threads, rows, channels):
+    """channel_rowwise views (R, C) as (R/k, k*C) with the vectors tiled: the same float ops on
+    the same elements, so the same bits, whatever k comes out (1 for 7 rows, or 600 channels)."""
+    a, b = rng.standard_normal((2, rows, channels)).astype(np.float32)
+    p, q, shift = rng.standard_normal((3, channels)).astype(np.float32)
+    wide = fast_conv.channel_rowwise(fast_conv.two_term_combination, np.empty_like(a), a, p, b, q, shift)
+    narrow = parallel.rowwise(fast_conv.two_term_combination, np.empty_like(a), a, p, b, q, shift)
+    np.testing.assert_array_equal(wide, narrow)
+    strided = a[:, ::-1]  # not contiguous: the narrow passes
+    np.testing.assert_array_equal(fast_conv.channel_rowwise(np.subtract, np.empty_like(a), strided, p), strided - p)
 
 
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
