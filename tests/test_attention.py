@@ -727,6 +727,31 @@ def test_fused_attention_equals_the_reference(shapes, mask, dropout_p, slice_ele
     assert_same_on_both_paths(fn, arrays)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["plain", "a row far below", "a row far above", "-inf in a row", "one row all -inf"])
+def test_the_fused_softmax_shift_by_the_slice_max_falls_back_to_row_maxima(dtype, case):
+    """One shift for the whole slice, the slice's max, unless a row's exponentials would
+    underflow: then the row maxima, as the reference. Rows of 1e3 apart underflow in both dtypes."""
+    scores = rng.standard_normal((2, 3, 4, 6)) * 3
+    if case == "a row far below":
+        scores[1, 2, 3] -= 1e3
+    elif case == "a row far above":
+        scores[0, 1, 2] += 1e3
+    elif case == "-inf in a row":
+        scores[1, 0, 1, [0, 4]] = -np.inf
+    elif case == "one row all -inf":  # NaN, as the row-max softmax gives it
+        scores[0, 0, 0] = -np.inf
+    scores = scores.astype(dtype)
+    with np.errstate(invalid="ignore"):
+        shifted = scores - scores.max(axis=-1, keepdims=True)
+        expected = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+        out = np.empty_like(scores)
+        fast_attention._softmax(scores.copy(), out, on_kernels=False)
+    # exp(s - c) errs by about ulp(|s - c|) relative, larger for the slice's c than for the row's
+    # (|s - c| up to ~20 here): the same order as the rounding already in float32 scores
+    np.testing.assert_allclose(out, expected, rtol=5e-6 if dtype == np.float32 else 1e-13, atol=1e-30)
+
+
 def test_fused_attention_takes_strided_views(monkeypatch):
     """Head views of a (B, L, 3E) projection, as multi-head attention makes them."""
     monkeypatch.setattr(fast_attention, "SLICE_ELEMENTS", 40)
