@@ -184,6 +184,7 @@ CONV_CASES = [  # (x shape, weight shape, stride, padding, bias)
     ((2, 1, 6, 5), (2, 1, 1, 1), 2, 0, True),
     ((3, 4, 10, 9), (5, 4, 5, 3), (2, 1), (2, 0), True),
     ((1, 3, 5, 5), (2, 3, 5, 5), 1, 0, False),  # the kernel covers the whole image
+    ((4, 1, 9, 8), (3, 1, 3, 3), 1, 1, True),  # one channel, as Fashion-MNIST's first conv
 ]
 
 

@@ -54,6 +54,13 @@ def pad_nhwc(x_nchw, ph, pw):
     return out
 
 
+# Inputs of at most this many channels gather their patch matrix offset by offset
+# (`patches_by_offset`), where copying a patch row C floats at a time is mostly loop overhead.
+# One channel (a grayscale image) gains: 128 x 28 x 28, 3x3, forward 2.12 -> 1.27 ms; two
+# channels break even, three (RGB) lose: 2.9 -> 3.8 ms, each channel a strided copy of its own.
+FEW_CHANNELS = 1
+
+
 def im2col_nhwc(x, kernel, stride, padding, ones_column=False):
     """The patch matrix of `x` (N, C, H, W) with columns in (i, j, c) order: shape
     (N*Ho*Wo, kh*kw*C), rows (n, y, x), plus a last column of ones when `ones_column` (the
@@ -61,6 +68,8 @@ def im2col_nhwc(x, kernel, stride, padding, ones_column=False):
     n, c = x.shape[:2]
     kh, kw = kernel
     x_pad = pad_nhwc(x, *padding)
+    if c <= FEW_CHANNELS:
+        return patches_by_offset(x_pad, kernel, stride, ones_column)
     patches = reference.windows(x_pad, kernel, stride, axes=(1, 2))  # (N, Ho, Wo, C, kh, kw), a view
     ho, wo = patches.shape[1], patches.shape[2]
     k = kh * kw * c
@@ -75,6 +84,31 @@ def im2col_nhwc(x, kernel, stride, padding, ones_column=False):
 
     parallel.parallel_for(n, copy_images, ho * wo * (k + 1), enabled=_threads_for(cols))
     return cols, (ho, wo)
+
+
+def patches_by_offset(x_pad, kernel, stride, ones_column):
+    """im2col_nhwc for inputs of few channels, built as its transpose: row (i, j, c) of a
+    (K, N*Ho*Wo) array is one strided slice of the padded NHWC input, copied whole, where the
+    row-by-row gather copies C floats at a time (128 x 1 x 28 x 28, 3x3: 0.25 against 1.07 ms).
+    Returns the (N*Ho*Wo, K) matrix as a view of that array (what BLAS takes as it is) and (Ho, Wo)."""
+    n, h_pad, w_pad, c = x_pad.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    ho, wo = (h_pad - kh) // sh + 1, (w_pad - kw) // sw + 1
+    k = kh * kw * c
+    cols_t = xp_of(x_pad).empty((k + ones_column, n, ho, wo), dtype=x_pad.dtype)
+    positions = reference.window_positions
+
+    def copy_images(start, stop):  # every offset's pixels of images start:stop
+        for i in range(kh):
+            for j in range(kw):
+                window = x_pad[start:stop, positions(i, sh, ho), positions(j, sw, wo)]
+                for channel in range(c):
+                    cols_t[(i * kw + j) * c + channel, start:stop] = window[..., channel]
+        if ones_column:
+            cols_t[k, start:stop] = 1
+
+    parallel.parallel_for(n, copy_images, ho * wo * (k + 1), enabled=_threads_for(cols_t))
+    return cols_t.reshape(k + ones_column, -1).T, (ho, wo)
 
 
 def col2im_nhwc(dpatches, x_shape, kernel, stride, padding, out_hw):
