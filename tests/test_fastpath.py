@@ -393,6 +393,60 @@ def test_adam(threads, cls, kwargs):
         assert_close(v_f, v_r, "exp_avg_sq")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("parallel_elements", [1, 1 << 40], ids=["two threads", "one thread"])
+def test_adam_on_slices_long_enough_for_blas(dtype, parallel_elements, monkeypatch):
+    """The default slice size, so that the axpby updates run in BLAS (fastpath.blas.MIN_SIZE):
+    a parameter of one slice, one of two slices whose second is short, and a small one."""
+    from minitl.fastpath import blas
+    monkeypatch.setattr(fast_adam, "PARALLEL_ELEMENTS", parallel_elements)
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(2)
+    sizes = [blas.MIN_SIZE * 3 + 7, fast_adam.SLICE + blas.MIN_SIZE // 2, 300]
+
+    def run(flag):
+        params = [tl.nn.Parameter(np.zeros(n, np.float32)) for n in sizes]
+        for i, p in enumerate(params):
+            p.data = np.random.default_rng(i).standard_normal(p.data.size).astype(dtype)
+        opt = tl.optim.Adam(params, lr=0.01, weight_decay=0.1)
+        grads = np.random.default_rng(7)
+        with tl.fastpath.use(flag):
+            for _ in range(3):
+                for p in params:
+                    p.grad = grads.standard_normal(p.data.size).astype(dtype)
+                opt.step()
+        return [p.data for p in params] + [a for st in opt.state.values() for a in (st["exp_avg"], st["exp_avg_sq"])]
+
+    try:
+        fast, ref = run(True), run(False)
+    finally:
+        parallel.set_num_threads(before)
+    for a, b in zip(fast, ref):
+        assert a.dtype == dtype
+        if dtype == np.float64:
+            assert_close(a, b)
+        else:  # BLAS may fuse a multiply-add: one float32 rounding apart
+            np.testing.assert_allclose(a, b, rtol=3e-6, atol=1e-7)
+
+
+def test_blas_axpby_equals_numpy_and_is_found_in_numpys_openblas():
+    from threadpoolctl import threadpool_info
+
+    from minitl.fastpath import blas
+    rng_ = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        if any(info.get("internal_api") == "openblas" for info in threadpool_info()):
+            assert blas.routine(dtype) is not None, "NumPy's OpenBLAS exports cblas_?axpby under a name we miss"
+        for n in (5, blas.MIN_SIZE, blas.MIN_SIZE * 2 + 3):
+            x, y = rng_.standard_normal((2, n)).astype(dtype)
+            for a, b in ((0.3, 0.7), (-2.0, 1.0), (1.5, 0.0)):
+                expected = (a * x.astype(np.float64) + b * y.astype(np.float64))
+                out = blas.axpby(a, x, b, y.copy())
+                np.testing.assert_allclose(out, expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
+                strided = y.copy()[::2]  # not contiguous: the NumPy passes
+                np.testing.assert_allclose(blas.axpby(a, x[::2], b, strided), expected[::2], rtol=1e-6, atol=1e-6)
+
+
 def test_adam_state_moves_between_the_paths(threads):
     """Two steps on one path and two on the other equal four on the reference: the state
     means the same thing on both."""

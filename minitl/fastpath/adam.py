@@ -4,11 +4,13 @@ tests/test_fastpath.py.
 
 Why it is faster than the five NumPy expressions of the reference:
 
-* No temporaries. Each expression of the reference allocates a parameter-sized array, writes
-  it and reads it back. Here every pass writes into the state arrays or into one scratch slice.
-* Cache-sized slices. The update makes a dozen passes; over slices of SLICE elements (512 KiB
-  of float32) the five arrays of a slice stay in the core's cache from the first pass to the
-  last, where passes over whole parameters would stream each one through memory a dozen times.
+* No temporaries, and fewer passes. Each expression of the reference allocates a
+  parameter-sized array, writes it and reads it back. Here every pass writes into the state
+  arrays or into one scratch slice, and the three updates of the form y = a x + b y are one
+  BLAS axpby each (`fastpath.blas`): seven passes where NumPy alone makes twelve.
+* Cache-sized slices. The update makes seven passes; over slices of SLICE elements (1 MiB of
+  float32) the five arrays of a slice stay in the core's L2 and L3 cache from the first pass to
+  the last, where passes over whole parameters would stream each one through memory seven times.
 * Bias corrections folded into two scalars, which saves two passes:
       lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_hat),
       step_size = lr * sqrt(1 - b2^t) / (1 - b1^t),   eps_hat = eps * sqrt(1 - b2^t).
@@ -28,14 +30,15 @@ import numpy as np
 
 from ..backend import xp_of
 from . import parallel
+from .blas import axpby
 
-SLICE = 1 << 17
-# A job makes a dozen NumPy calls, and at each one two threads hand Python's lock to each other:
-# a second core only pays when the calls are long, so threads run only when the slices of at
+SLICE = 1 << 18
+# A job makes seven calls, and at each one two threads hand Python's lock to each other: a
+# second core only pays when the calls are long, so threads run only when the slices of at
 # least SLICE / 2 elements add up to PARALLEL_ELEMENTS. On the 2-core machine, one thread
-# against two: the MLP's 0.67M parameters (a 401k and a 262k weight) 1.38 against 1.16 ms; the
-# ViT's 0.80M in 52 parameters of at most 65k, 1.89 against 2.15 ms; 1.7M in two, 3.69 against
-# 2.56 ms; 4M in two, 14.1 against 7.4 ms.
+# against two (twelve NumPy passes, slices of 2^17): the MLP's 0.67M parameters (a 401k and a
+# 262k weight) 1.38 against 1.16 ms; the ViT's 0.80M in 52 parameters of at most 65k, 1.89
+# against 2.15 ms; 1.7M in two, 3.69 against 2.56 ms; 4M in two, 14.1 against 7.4 ms.
 PARALLEL_ELEMENTS = 1 << 19
 
 _scratch = threading.local()  # each thread's spare slice, one per dtype
@@ -53,18 +56,13 @@ def adam_update_(p, g, m, v, t, beta1, beta2, step_size, eps_hat):
     """Eq. Adam in place on equally long 1-D arrays, with `t` as scratch; the bias corrections
     are folded into `step_size` and `eps_hat` (see the module docstring)."""
     xp = xp_of(p)
-    m *= beta1  # m = b1 m + (1 - b1) g
-    xp.multiply(g, 1 - beta1, out=t)
-    m += t
-    v *= beta2  # v = b2 v + (1 - b2) g^2
+    axpby(1 - beta1, g, beta1, m)  # m = b1 m + (1 - b1) g
     xp.multiply(g, g, out=t)
-    t *= 1 - beta2
-    v += t
+    axpby(1 - beta2, t, beta2, v)  # v = b2 v + (1 - b2) g^2
     xp.sqrt(v, out=t)  # p -= step_size * m / (sqrt(v) + eps_hat)
     t += eps_hat
     xp.divide(m, t, out=t)
-    t *= step_size
-    p -= t
+    axpby(-step_size, t, 1.0, p)
 
 
 def _contiguous_state(p, state):
