@@ -28,6 +28,7 @@ What lives here:
     conv.py          convolution, batch norm and 2x2 max-pool in NHWC memory, on those threads
     elementwise.py   ReLU on those threads
     adam.py          the Adam update on all parameters at once, in cache-sized slices, in place
+    blas.py          BLAS's y = a x + b y (axpby), which NumPy does not expose, for the Adam update
     sparse.py        word2vec's row scatter and AdaGrad's row update on a flat view of the table
     rnn.py           a whole LSTM layer as one Function: all input projections in one matmul,
                      the recurrence on preallocated buffers, backprop through time in one loop
