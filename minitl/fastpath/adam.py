@@ -35,11 +35,14 @@ from .blas import axpby
 SLICE = 1 << 18
 # A job makes seven calls, and at each one two threads hand Python's lock to each other: a
 # second core only pays when the calls are long, so threads run only when the slices of at
-# least SLICE / 2 elements add up to PARALLEL_ELEMENTS. On the 2-core machine, one thread
-# against two (twelve NumPy passes, slices of 2^17): the MLP's 0.67M parameters (a 401k and a
-# 262k weight) 1.38 against 1.16 ms; the ViT's 0.80M in 52 parameters of at most 65k, 1.89
-# against 2.15 ms; 1.7M in two, 3.69 against 2.56 ms; 4M in two, 14.1 against 7.4 ms.
-PARALLEL_ELEMENTS = 1 << 19
+# least SLICE / 2 elements add up to PARALLEL_ELEMENTS. On the 2-core machine, alone, one
+# thread against two: the MLP's 0.67M parameters (a 401k and a 262k weight) 1.06 against
+# 0.87 ms; 4M in two, 7.7 against 4.2 ms; the ViT's 0.80M in 52 parameters of at most 65k,
+# 1.6 against 1.9 ms (twelve NumPy passes then). Inside a training step the MLP's update is
+# faster on one thread all the same (1.14-1.21 against 1.21-1.26 ms): it starts right after the
+# backward's last matrix product, while OpenBLAS's idle threads still spin on the second core
+# (`cpu_runtime.BLAS_SPIN_EXPONENT`), hence a threshold above the MLP.
+PARALLEL_ELEMENTS = 1 << 20
 
 _scratch = threading.local()  # each thread's spare slice, one per dtype
 
