@@ -312,6 +312,40 @@ def test_linear_gradients_of_some_inputs_only(needs):
     check_equal(F.linear, arrays, fast_linear.Linear, ref_linalg.Linear, requires_grad=needs)
 
 
+@pytest.mark.parametrize("batch", [1, 5, 9, 40], ids=["one row", "shorter than wide", "as long as wide", "longer"])
+def test_a_chain_of_linear_layers_column_major_equals_the_reference(threads, batch):
+    """Linear-ReLU-Linear-ReLU-Linear (the benchmark's MLP in small): the layers at least as
+    wide as the batch run column-major, the narrow last one takes column-major input; outputs
+    and every gradient as the reference's."""
+    shapes = [(batch, 6), (9, 6), (9,), (9, 9), (9,), (3, 9), (3,)]
+    arrays = [rng.standard_normal(s) for s in shapes]
+
+    def mlp(x, w1, b1, w2, b2, w3, b3):
+        return F.linear(F.relu(F.linear(F.relu(F.linear(x, w1, b1)), w2, b2)), w3, b3)
+
+    check_equal(mlp, arrays, fast_linear.Linear, ref_linalg.Linear)
+
+
+def test_the_fast_linear_layer_keeps_a_batch_column_major_and_dx_in_the_inputs_layout(monkeypatch):
+    returned = []
+    backward = fast_linear.Linear.backward
+    monkeypatch.setattr(fast_linear.Linear, "backward", staticmethod(lambda ctx, g: returned.append(backward(ctx, g)) or returned[-1]))
+    w1, w2 = tl.tensor(rng.standard_normal((8, 3)), requires_grad=True), tl.tensor(rng.standard_normal((2, 8)), requires_grad=True)
+    x = tl.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    with tl.fastpath.use(True):
+        h = F.linear(x, w1)  # 8 wide, 4 long: column-major
+        y = F.linear(h, w2)  # 2 wide, but its input is column-major
+        assert h.data.T.flags.c_contiguous and not h.data.flags.c_contiguous and y.data.T.flags.c_contiguous
+        y.sum().backward()
+    (dh, dw2), (dx, dw1) = returned
+    assert dh.T.flags.c_contiguous and not dh.flags.c_contiguous  # in h's layout
+    assert dx.flags.c_contiguous  # in x's (row-major) layout
+    assert dw1.flags.c_contiguous and dw2.flags.c_contiguous  # weight gradients row-major, as the weights
+    long = tl.tensor(rng.standard_normal((20, 3)))
+    with tl.fastpath.use(True):
+        assert F.linear(long, w1).data.flags.c_contiguous  # 20 rows, 8 wide: the reference's orientation
+
+
 def test_linear_errors_are_the_same_on_both_paths():
     x, w = tl.tensor(np.ones((2, 3))), tl.tensor(np.ones((4, 5)))
     for flag in (True, False):

@@ -71,6 +71,13 @@ class MatMul(Function):
         # END EXERCISE
 
 
+def check_linear_input(x, weight):
+    """The error both versions of the linear layer give when x's features don't fit the weight."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(x.shape)} has {x.shape[-1]} features but the "
+                         f"weight of shape {tuple(weight.shape)} expects {weight.shape[1]}")
+
+
 class Linear(Function):
     """y = x W^T + b with W of shape (out_features, in_features), as in PyTorch.
 
@@ -80,9 +87,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        if x.shape[-1] != weight.shape[1]:
-            raise ValueError(f"linear: input of shape {tuple(x.shape)} has {x.shape[-1]} features but the "
-                             f"weight of shape {tuple(weight.shape)} expects {weight.shape[1]}")
+        check_linear_input(x, weight)
         # BEGIN EXERCISE nn.linear_forward
         # hint: flatten x to rows (-1, in_features), multiply by weight.T, add bias when given, reshape back to x's leading shape plus out_features
         rows = x.reshape(-1, x.shape[-1])
