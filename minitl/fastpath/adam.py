@@ -102,5 +102,4 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
             adam_update_(p, g, m, v, _scratch_for(p.dtype, p.size), beta1, beta2, step_size, eps_hat)
 
     long_elements = sum(job[0].size for job in jobs if job[0].size >= SLICE // 2)
-    parallel.parallel_for(len(jobs), run, SLICE, enabled=long_elements >= PARALLEL_ELEMENTS,
-                          block_elements=SLICE, min_elements_per_thread=1)
+    parallel.parallel_for(len(jobs), run, SLICE, enabled=long_elements >= PARALLEL_ELEMENTS, block_elements=SLICE)

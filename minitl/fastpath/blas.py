@@ -60,8 +60,10 @@ def _load():
         except OSError:
             continue
         for dtype, (letter, scalar) in _SCALARS.items():
+            if dtype in routines:
+                continue
             fn = _find(lib, letter, scalar)
-            if dtype not in routines and fn is not None and _works(fn, dtype):
+            if fn is not None and _works(fn, dtype):
                 routines[dtype] = fn
     return routines
 

@@ -25,12 +25,17 @@ from ..tensor import Function
 from .conv import column_sums
 
 
+def _is_column_major(a):
+    """True for a 2-D array laid out column by column (and not also row by row)."""
+    return a.T.flags.c_contiguous and not a.flags.c_contiguous
+
+
 def column_major(x, out_features):
     """True where forward computes (W x^T)^T: a 2-D NumPy x that is column-major already, or
     whose batch is no longer than the layer is wide."""
     if type(x) is not np.ndarray or x.ndim != 2:
         return False
-    return (x.T.flags.c_contiguous and not x.flags.c_contiguous) or out_features >= x.shape[0]
+    return _is_column_major(x) or out_features >= x.shape[0]
 
 
 class Linear(Function):
@@ -58,10 +63,11 @@ class Linear(Function):
         g = grad.reshape(-1, weight.shape[0])
         needs_x, needs_w = ctx.needs_input_grad[:2]
         grad_x = None
-        if needs_x:
-            x_column_major = ctx.column_major and rows.T.flags.c_contiguous and not rows.flags.c_contiguous
-            # dx in x's layout, where it meets what the ops before this layer saved
-            grad_x = backend.matmul(weight.T, g.T).T if x_column_major else backend.matmul(g, weight).reshape(ctx.x_shape)
+        if needs_x:  # dx in x's layout, where it meets what the ops before this layer saved
+            if ctx.column_major and _is_column_major(rows):
+                grad_x = backend.matmul(weight.T, g.T).T
+            else:
+                grad_x = backend.matmul(g, weight).reshape(ctx.x_shape)
         grads = (grad_x, backend.matmul(g.T, rows) if needs_w else None)
         if not ctx.has_bias:
             return grads
