@@ -85,7 +85,7 @@ def test_a_job_may_ask_for_more_work_per_thread(threads):
         time.sleep(0.01)
 
     # 2^20 elements in 16 blocks: threaded by default, on the calling thread alone when each
-    # thread must get at least 2^20 elements (the fast Adam's rule for small models)
+    # thread must get at least 2^20 elements
     parallel.parallel_for(16, body, 1 << 16, block_elements=1 << 16, min_elements_per_thread=1 << 20)
     assert idents == {threading.get_ident()}
     parallel.parallel_for(16, body, 1 << 16, block_elements=1 << 16)
