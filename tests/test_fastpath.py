@@ -434,9 +434,17 @@ def test_adam_on_slices_long_enough_for_blas(dtype, parallel_elements, monkeypat
     a parameter of one slice, one of two slices whose second is short, and a small one."""
     from minitl.fastpath import blas
     monkeypatch.setattr(fast_adam, "PARALLEL_ELEMENTS", parallel_elements)
+    jobs = []  # (slices, threaded, slice length) of each fast step
+    run_jobs = parallel.parallel_for
+
+    def recording_parallel_for(n, body, row_size, enabled, block_elements):
+        jobs.append((n, enabled, block_elements))
+        run_jobs(n, body, row_size, enabled=enabled, block_elements=block_elements)
+
+    monkeypatch.setattr(parallel, "parallel_for", recording_parallel_for)
     before = parallel.get_num_threads()
     parallel.set_num_threads(2)
-    sizes = [blas.MIN_SIZE * 3 + 7, fast_adam.SLICE + blas.MIN_SIZE // 2, 300]
+    sizes = [blas.MIN_SIZE * 3 + 7, fast_adam.SLICE + blas.MIN_SIZE // 2, fast_adam.THREADED_SLICE + 5, 300]
 
     def run(flag):
         params = [tl.nn.Parameter(np.zeros(n, np.float32)) for n in sizes]
@@ -455,12 +463,48 @@ def test_adam_on_slices_long_enough_for_blas(dtype, parallel_elements, monkeypat
         fast, ref = run(True), run(False)
     finally:
         parallel.set_num_threads(before)
+    threaded = parallel_elements == 1
+    slices = 1 + 1 + 2 + 1 if threaded else 1 + 2 + 5 + 1  # per parameter, in slices of 2^18 or 2^16
+    assert jobs == [(slices, threaded, fast_adam.THREADED_SLICE if threaded else fast_adam.SLICE)] * 3
     for a, b in zip(fast, ref):
         assert a.dtype == dtype
         if dtype == np.float64:
             assert_close(a, b)
         else:  # BLAS may fuse a multiply-add: one float32 rounding apart
             np.testing.assert_allclose(a, b, rtol=3e-6, atol=1e-7)
+
+
+def test_aligned_empty_starts_on_a_cache_line():
+    from minitl.fastpath import aligned
+    for shape, dtype in (((512, 784), np.float32), (7, np.float64), ((3, 0, 2), np.float32), (np.int64(5), np.int32)):
+        a = aligned.empty(shape, dtype)
+        assert (aligned.is_aligned(a) or a.size == 0) and a.flags.c_contiguous and a.dtype == dtype
+        assert a.shape == ((int(shape),) if np.ndim(shape) == 0 else tuple(shape))
+    assert not aligned.is_aligned(aligned.empty(40, np.float32)[1:])
+
+
+def test_adam_moves_its_moments_to_aligned_memory_and_keeps_their_values():
+    """The fast step puts the moments on a cache-line boundary once (also after
+    load_state_dict, whose copies land anywhere), and the next steps equal the reference's."""
+    from minitl.fastpath import aligned
+
+    def run(flag, reload):
+        p = float64_parameter(np.linspace(-1, 1, 999))
+        opt = tl.optim.Adam([p], lr=0.1)
+        for k in range(4):
+            p.grad = np.cos(np.arange(999) * (k + 1))
+            if k == 2 and reload:
+                opt.load_state_dict(opt.state_dict())
+            with tl.fastpath.use(flag):
+                opt.step()
+        state = next(iter(opt.state.values()))
+        return p.data, state["exp_avg"], state["exp_avg_sq"]
+
+    for reload in (False, True):
+        fast, ref = run(True, reload), run(False, reload)
+        assert all(aligned.is_aligned(a) for a in fast[1:])
+        for a, b in zip(fast, ref):
+            assert_close(a, b)
 
 
 def test_blas_axpby_equals_numpy_and_is_found_in_numpys_openblas():

@@ -114,8 +114,8 @@ def test_the_fast_adam_updates_small_models_on_one_thread_and_large_ones_on_all(
 
 
 def test_the_fast_adam_keeps_many_small_parameters_on_one_thread(threads, monkeypatch):
-    """Twenty parameters of a quarter slice each add up to more than PARALLEL_ELEMENTS, but
-    every job is short, and two threads would only trade Python's lock (a ViT's layers)."""
+    """Twenty parameters of a quarter (threaded) slice each add up to more than PARALLEL_ELEMENTS,
+    but every job is short, and two threads would only trade Python's lock (a ViT's layers)."""
     from minitl.fastpath import adam as fast_adam
     threads(2)
     idents = set()
@@ -127,7 +127,7 @@ def test_the_fast_adam_keeps_many_small_parameters_on_one_thread(threads, monkey
         return update(*args)
 
     monkeypatch.setattr(fast_adam, "adam_update_", recording)
-    size = fast_adam.SLICE // 4
+    size = fast_adam.THREADED_SLICE // 4
     assert 20 * size > fast_adam.PARALLEL_ELEMENTS
     params = [tl.tensor(np.zeros(size, np.float32), requires_grad=True) for _ in range(20)]
     for p in params:
@@ -178,6 +178,27 @@ def test_rowwise_copyto_and_column_dots_match_numpy_bit_for_bit_at_any_thread_co
     np.testing.assert_allclose(dots, np.einsum("ij,ij->j", a.astype(np.float64), b), rtol=1e-5, atol=2e-3)
     threads(1)
     np.testing.assert_array_equal(parallel.column_dots(a, b), dots)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_rowwise_splits_a_job_only_when_more_than_one_thread_could_take_it(threads, count):
+    """Below 2 * MIN_ELEMENTS_PER_THREAD elements, or on one thread, rowwise makes one call on
+    the whole output (no blocks); above, on two threads, it makes one call per block."""
+    threads(count)
+    calls = []
+
+    def maximum(*operands, out):
+        calls.append(out.shape)
+        return np.maximum(*operands, out=out)
+
+    small = rng.standard_normal((128, 512)).astype(np.float32)  # an MLP layer's activations
+    np.testing.assert_array_equal(parallel.rowwise(maximum, np.empty_like(small), small, 0), np.maximum(small, 0))
+    assert calls == [small.shape]
+    calls.clear()
+    large = rng.standard_normal((2 * parallel.MIN_ELEMENTS_PER_THREAD // 64 + 1, 64)).astype(np.float32)
+    np.testing.assert_array_equal(parallel.rowwise(maximum, np.empty_like(large), large, 0), np.maximum(large, 0))
+    expected_blocks = -(-large.size // parallel.BLOCK_ELEMENTS)
+    assert len(calls) == (expected_blocks if count > 1 else 1)
 
 
 def test_the_switch_module_sets_the_same_thread_count():

@@ -8,9 +8,11 @@ Why it is faster than the five NumPy expressions of the reference:
   parameter-sized array, writes it and reads it back. Here every pass writes into the state
   arrays or into one scratch slice, and the three updates of the form y = a x + b y are one
   BLAS axpby each (`fastpath.blas`): seven passes where NumPy alone makes twelve.
-* Cache-sized slices. The update makes seven passes; over slices of SLICE elements (1 MiB of
-  float32) the five arrays of a slice stay in the core's L2 and L3 cache from the first pass to
-  the last, where passes over whole parameters would stream each one through memory seven times.
+* Cache-sized slices. The update makes seven passes; over slices of SLICE elements (256 KiB of
+  float32) the five arrays of a slice stay in the core's L2 cache from the first pass to the
+  last, where passes over whole parameters would stream each one through memory seven times.
+* Aligned memory. The moments and the scratch slice, which the passes write, start on a
+  cache-line boundary (`fastpath.aligned`); the moments are moved there on their first step.
 * Bias corrections folded into two scalars, which saves two passes:
       lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_hat),
       step_size = lr * sqrt(1 - b2^t) / (1 - b1^t),   eps_hat = eps * sqrt(1 - b2^t).
@@ -29,19 +31,20 @@ import threading
 import numpy as np
 
 from ..backend import xp_of
-from . import parallel
+from . import aligned, parallel
 from .blas import axpby
 
-SLICE = 1 << 18
+SLICE = 1 << 16  # on one thread: the five arrays of a float32 slice, 1.25 MiB, fit a 2 MiB L2
+THREADED_SLICE = 1 << 18  # on threads: fewer, longer calls (see below)
 # A job makes seven calls, and at each one two threads hand Python's lock to each other: a
-# second core only pays when the calls are long, so threads run only when the slices of at
-# least SLICE / 2 elements add up to PARALLEL_ELEMENTS. On the 2-core machine, alone, one
-# thread against two: the MLP's 0.67M parameters (a 401k and a 262k weight) 1.06 against
-# 0.87 ms; 4M in two, 7.7 against 4.2 ms; the ViT's 0.80M in 52 parameters of at most 65k,
-# 1.6 against 1.9 ms (twelve NumPy passes then). Inside a training step the MLP's update is
-# faster on one thread all the same (1.14-1.21 against 1.21-1.26 ms): it starts right after the
-# backward's last matrix product, while OpenBLAS's idle threads still spin on the second core
-# (`cpu_runtime.BLAS_SPIN_EXPONENT`), hence a threshold above the MLP.
+# second core pays only when the calls are long, hence longer slices there. Threads run when
+# the parameters of at least THREADED_SLICE / 2 elements add up to PARALLEL_ELEMENTS. On the
+# 2-core machine, alone, one thread against two: 4M parameters in two, 8.5-9.3 against
+# 3.8-4.9 ms; the MLP's 0.67M (a 401k and a 262k weight), 1.22-1.28 against 1.14-1.17 ms.
+# Inside the MLP's training step one thread is faster all the same (1.34-1.43 against
+# 1.42-1.46 ms): the update starts right after the backward's last matrix product, while
+# OpenBLAS's idle threads still spin on the second core (`cpu_runtime.BLAS_SPIN_EXPONENT`),
+# hence a threshold above the MLP.
 PARALLEL_ELEMENTS = 1 << 20
 
 _scratch = threading.local()  # each thread's spare slice, one per dtype
@@ -51,7 +54,7 @@ def _scratch_for(dtype, size):
     buffers = _scratch.__dict__.setdefault("buffers", {})
     buffer = buffers.get(dtype)
     if buffer is None or buffer.size < size:
-        buffer = buffers[dtype] = np.empty(max(size, SLICE), dtype=dtype)
+        buffer = buffers[dtype] = aligned.empty(max(size, SLICE), dtype)
     return buffer[:size]
 
 
@@ -70,19 +73,26 @@ def adam_update_(p, g, m, v, t, beta1, beta2, step_size, eps_hat):
 
 def _contiguous_state(p, state):
     """The parameter and its moments as C-contiguous arrays (made so in place when they are not),
-    whose flat views the slices are cut from."""
+    whose flat views the slices are cut from; NumPy moments also cache-line aligned."""
     xp = xp_of(p.data)
     if not p.data.flags.c_contiguous:
         p.data = xp.ascontiguousarray(p.data)
     for key in ("exp_avg", "exp_avg_sq"):
-        if not state[key].flags.c_contiguous:
-            state[key] = xp.ascontiguousarray(state[key])
+        moment = state[key]
+        if xp is np and not (moment.flags.c_contiguous and aligned.is_aligned(moment)):
+            state[key] = aligned.empty(moment.shape, moment.dtype)
+            state[key][...] = moment
+        elif not moment.flags.c_contiguous:
+            state[key] = xp.ascontiguousarray(moment)
     return p.data, state["exp_avg"], state["exp_avg_sq"]
 
 
 def adam_update_all(updates, lr, beta1, beta2, eps):
     """One Adam step for every (parameter, gradient, state) in `updates`, the state holding
     `step` (already counted) and the moments `exp_avg` and `exp_avg_sq`."""
+    long_elements = sum(p.data.size for p, _, _ in updates if p.data.size >= THREADED_SLICE // 2)
+    threaded = long_elements >= PARALLEL_ELEMENTS
+    size = THREADED_SLICE if threaded else SLICE
     jobs = []  # (p, g, m, v, step_size, eps_hat) slices
     for p, grad, state in updates:
         param, m, v = _contiguous_state(p, state)
@@ -93,13 +103,12 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
         if xp_of(param) is not np:  # a GPU: one job on whole arrays
             adam_update_(*flat, xp_of(param).empty_like(flat[0]), beta1, beta2, *scalars)
             continue
-        for start in range(0, n, SLICE):
-            jobs.append(tuple(a[start:start + SLICE] for a in flat) + scalars)
+        for start in range(0, n, size):
+            jobs.append(tuple(a[start:start + size] for a in flat) + scalars)
 
     def run(first, last):
         for k in range(first, last):
             p, g, m, v, step_size, eps_hat = jobs[k]
             adam_update_(p, g, m, v, _scratch_for(p.dtype, p.size), beta1, beta2, step_size, eps_hat)
 
-    long_elements = sum(job[0].size for job in jobs if job[0].size >= SLICE // 2)
-    parallel.parallel_for(len(jobs), run, SLICE, enabled=long_elements >= PARALLEL_ELEMENTS, block_elements=SLICE)
+    parallel.parallel_for(len(jobs), run, size, enabled=threaded, block_elements=size)

@@ -160,7 +160,7 @@ def rowwise(fn, out, *operands):
     """out = fn(*operands, out=out), computed block by block along axis 0 on all threads.
     `fn` is a ufunc (np.maximum, np.multiply, ...) or any function with the same `out=`
     convention that treats rows independently. Returns `out`."""
-    if out.ndim == 0:
+    if out.ndim == 0 or not _worth_splitting(out):  # one call, without the blocks' Python around it
         fn(*operands, out=out)
         return out
     n = out.shape[0]
@@ -207,3 +207,11 @@ def sum_in_block_order(partials):
 
 def _splittable(array) -> bool:
     return type(array) is np.ndarray
+
+
+def _worth_splitting(out) -> bool:
+    """Whether parallel_for could give `out` to more than one thread. A smaller job (a ReLU over
+    a batch of 128 by 512) runs as one call: in a training step, just after a matrix product has
+    swept the caches, the Python that cuts blocks costs 10-20 us, as much as the pass itself."""
+    return (_splittable(out) and _num_threads > 1 and out.size >= 2 * MIN_ELEMENTS_PER_THREAD
+            and not getattr(_inside, "active", False))
