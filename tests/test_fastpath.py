@@ -507,6 +507,32 @@ def test_adam_moves_its_moments_to_aligned_memory_and_keeps_their_values():
             assert_close(a, b)
 
 
+def test_adam_with_moments_of_another_dtype_than_the_parameter():
+    """Moments and gradients in float32 for a parameter made float64 after a step, over
+    several slices: each array's slice addresses use its own item size, so the BLAS calls never
+    read or write past the moments, and the steps equal the reference's."""
+    from minitl.fastpath import blas
+    n = fast_adam.SLICE + blas.MIN_SIZE + 1000  # a second slice long enough for BLAS
+
+    def run(flag):
+        p = tl.nn.Parameter(np.zeros(n, np.float32))
+        p.data = np.linspace(-1, 1, n, dtype=np.float32)
+        opt = tl.optim.Adam([p], lr=0.01)
+        p.grad = np.cos(np.arange(n)).astype(np.float32)
+        with tl.fastpath.use(flag):
+            opt.step()
+            p.data = p.data.astype(np.float64)
+            for k in range(2):
+                p.grad = np.sin(np.arange(n) * (k + 2)).astype(np.float32)  # float32 gradients
+                opt.step()
+        state = next(iter(opt.state.values()))
+        return p.data, state["exp_avg"], state["exp_avg_sq"]
+
+    for a, b in zip(run(True), run(False)):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+
+
 def test_blas_axpby_equals_numpy_and_is_found_in_numpys_openblas():
     from threadpoolctl import threadpool_info
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..backend import xp_of
 from . import aligned, parallel
-from .blas import axpby
+from .blas import address, axpby
 
 SLICE = 1 << 16  # on one thread: the five arrays of a float32 slice, 1.25 MiB, fit a 2 MiB L2
 THREADED_SLICE = 1 << 18  # on threads: fewer, longer calls (see below)
@@ -47,28 +47,33 @@ THREADED_SLICE = 1 << 18  # on threads: fewer, longer calls (see below)
 # hence a threshold above the MLP.
 PARALLEL_ELEMENTS = 1 << 20
 
-_scratch = threading.local()  # each thread's spare slice, one per dtype
+_scratch = threading.local()  # each thread's spare slice and its address, one per dtype
 
 
 def _scratch_for(dtype, size):
+    """This thread's scratch slice of `size` elements, and its address."""
     buffers = _scratch.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(dtype)
+    buffer, start = buffers.get(dtype, (None, None))
     if buffer is None or buffer.size < size:
-        buffer = buffers[dtype] = aligned.empty(max(size, SLICE), dtype)
-    return buffer[:size]
+        buffer = aligned.empty(max(size, SLICE), dtype)
+        start = address(buffer)
+        buffers[dtype] = (buffer, start)
+    return buffer[:size], start
 
 
-def adam_update_(p, g, m, v, t, beta1, beta2, step_size, eps_hat):
+def adam_update_(p, g, m, v, t, beta1, beta2, step_size, eps_hat, addresses=(None,) * 5):
     """Eq. Adam in place on equally long 1-D arrays, with `t` as scratch; the bias corrections
-    are folded into `step_size` and `eps_hat` (see the module docstring)."""
+    are folded into `step_size` and `eps_hat` (see the module docstring). `addresses`: those of
+    p, g, m, v and t for the BLAS calls, where the caller knows them."""
     xp = xp_of(p)
-    axpby(1 - beta1, g, beta1, m)  # m = b1 m + (1 - b1) g
+    at_p, at_g, at_m, at_v, at_t = addresses
+    axpby(1 - beta1, g, beta1, m, at_g, at_m)  # m = b1 m + (1 - b1) g
     xp.multiply(g, g, out=t)
-    axpby(1 - beta2, t, beta2, v)  # v = b2 v + (1 - b2) g^2
+    axpby(1 - beta2, t, beta2, v, at_t, at_v)  # v = b2 v + (1 - b2) g^2
     xp.sqrt(v, out=t)  # p -= step_size * m / (sqrt(v) + eps_hat)
     t += eps_hat
     xp.divide(m, t, out=t)
-    axpby(-step_size, t, 1.0, p)
+    axpby(-step_size, t, 1.0, p, at_t, at_p)
 
 
 def _contiguous_state(p, state):
@@ -93,7 +98,7 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
     long_elements = sum(p.data.size for p, _, _ in updates if p.data.size >= THREADED_SLICE // 2)
     threaded = long_elements >= PARALLEL_ELEMENTS
     size = THREADED_SLICE if threaded else SLICE
-    jobs = []  # (p, g, m, v, step_size, eps_hat) slices
+    jobs = []  # ((p, g, m, v) slices, their addresses, (step_size, eps_hat))
     for p, grad, state in updates:
         param, m, v = _contiguous_state(p, state)
         flat = [param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1)]
@@ -103,12 +108,17 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
         if xp_of(param) is not np:  # a GPU: one job on whole arrays
             adam_update_(*flat, xp_of(param).empty_like(flat[0]), beta1, beta2, *scalars)
             continue
+        # a slice's address is its array's plus the offset (axpby uses them only where the
+        # arrays are contiguous, the one case in which that sum is right)
+        bases = [(address(a), a.itemsize) for a in flat]
         for start in range(0, n, size):
-            jobs.append(tuple(a[start:start + size] for a in flat) + scalars)
+            jobs.append((tuple(a[start:start + size] for a in flat),
+                         tuple(base + start * itemsize for base, itemsize in bases), scalars))
 
     def run(first, last):
         for k in range(first, last):
-            p, g, m, v, step_size, eps_hat = jobs[k]
-            adam_update_(p, g, m, v, _scratch_for(p.dtype, p.size), beta1, beta2, step_size, eps_hat)
+            (p, g, m, v), addresses, (step_size, eps_hat) = jobs[k]
+            t, at_t = _scratch_for(p.dtype, p.size)
+            adam_update_(p, g, m, v, t, beta1, beta2, step_size, eps_hat, addresses + (at_t,))
 
     parallel.parallel_for(len(jobs), run, size, enabled=threaded, block_elements=size)
