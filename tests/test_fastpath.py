@@ -484,15 +484,17 @@ def test_aligned_empty_starts_on_a_cache_line():
 
 
 def test_adam_moves_its_moments_to_aligned_memory_and_keeps_their_values():
-    """The fast step puts the moments on a cache-line boundary once (also after
-    load_state_dict, whose copies land anywhere), and the next steps equal the reference's."""
-    from minitl.fastpath import aligned
+    """The fast step puts the moments of a parameter long enough for BLAS on a cache-line
+    boundary once (also after load_state_dict, whose copies land anywhere), and the next steps
+    equal the reference's."""
+    from minitl.fastpath import aligned, blas
+    n = blas.MIN_SIZE + 999
 
     def run(flag, reload):
-        p = float64_parameter(np.linspace(-1, 1, 999))
+        p = float64_parameter(np.linspace(-1, 1, n))
         opt = tl.optim.Adam([p], lr=0.1)
         for k in range(4):
-            p.grad = np.cos(np.arange(999) * (k + 1))
+            p.grad = np.cos(np.arange(n) * (k + 1))
             if k == 2 and reload:
                 opt.load_state_dict(opt.state_dict())
             with tl.fastpath.use(flag):

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..backend import xp_of
 from . import aligned, parallel
-from .blas import address, axpby
+from .blas import MIN_SIZE, address, axpby
 
 SLICE = 1 << 16  # on one thread: the five arrays of a float32 slice, 1.25 MiB, fit a 2 MiB L2
 THREADED_SLICE = 1 << 18  # on threads: fewer, longer calls (see below)
@@ -78,13 +78,14 @@ def adam_update_(p, g, m, v, t, beta1, beta2, step_size, eps_hat, addresses=(Non
 
 def _contiguous_state(p, state):
     """The parameter and its moments as C-contiguous arrays (made so in place when they are not),
-    whose flat views the slices are cut from; NumPy moments also cache-line aligned."""
+    whose flat views the slices are cut from; NumPy moments long enough for BLAS also cache-line
+    aligned."""
     xp = xp_of(p.data)
     if not p.data.flags.c_contiguous:
         p.data = xp.ascontiguousarray(p.data)
     for key in ("exp_avg", "exp_avg_sq"):
         moment = state[key]
-        if xp is np and not (moment.flags.c_contiguous and aligned.is_aligned(moment)):
+        if xp is np and moment.size >= MIN_SIZE and not (moment.flags.c_contiguous and aligned.is_aligned(moment)):
             state[key] = aligned.empty(moment.shape, moment.dtype)
             state[key][...] = moment
         elif not moment.flags.c_contiguous:
@@ -109,11 +110,13 @@ def adam_update_all(updates, lr, beta1, beta2, eps):
             adam_update_(*flat, xp_of(param).empty_like(flat[0]), beta1, beta2, *scalars)
             continue
         # a slice's address is its array's plus the offset (axpby uses them only where the
-        # arrays are contiguous, the one case in which that sum is right)
-        bases = [(address(a), a.itemsize) for a in flat]
+        # arrays are contiguous, the one case in which that sum is right); parameters too short
+        # for BLAS (blas.MIN_SIZE) update with NumPy alone and need none
+        bases = [(address(a), a.itemsize) if n >= MIN_SIZE else (None, 0) for a in flat]
         for start in range(0, n, size):
             jobs.append((tuple(a[start:start + size] for a in flat),
-                         tuple(base + start * itemsize for base, itemsize in bases), scalars))
+                         tuple(None if base is None else base + start * itemsize for base, itemsize in bases),
+                         scalars))
 
     def run(first, last):
         for k in range(first, last):

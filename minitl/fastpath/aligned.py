@@ -7,11 +7,13 @@ loop then writes every 64-byte vector across two cache lines, and the pass takes
 against 13.6 us into one 16 bytes off. PyTorch's CPU allocator aligns every tensor to 64 bytes
 for this reason.
 
-The Adam moments and scratch slice, written by seven passes every step and kept from step to
-step, are allocated here (the MLP benchmark's update: 1.42 against 1.20 ms, with its smaller
-slices). Arrays that a step allocates afresh (a ReLU's output) are not: aligned, they missed
-the blocks malloc had just freed and still held in cache, and the step got slower.
-benchmarks/RESULTS.md has the measurements.
+The Adam moments (of parameters long enough for BLAS) and its scratch slice, written by seven
+passes every step and kept from step to step, are allocated here: inside the MLP benchmark's
+step, its update took 1.31 ms with them aligned against 1.42 ms without (medians of 7
+alternating rounds). Arrays that a step allocates afresh are not. The MLP's ReLU outputs,
+aligned, made its step slower (they missed the blocks that malloc had just freed and still held
+in cache), and aligning the CNN's outputs of 1 MiB and more changed its step by less than the
+noise. benchmarks/RESULTS.md has the measurements.
 """
 from __future__ import annotations
 
