@@ -7,19 +7,22 @@ Why it is faster than the five NumPy expressions of the reference:
 * No temporaries, and fewer passes. Each expression of the reference allocates a
   parameter-sized array, writes it and reads it back. Here every pass writes into the state
   arrays or into one scratch slice, and the three updates of the form y = a x + b y are one
-  BLAS axpby each (`fastpath.blas`): seven passes where NumPy alone makes twelve.
+  BLAS axpby each (`fastpath.blas`, given each slice's address, computed once per parameter):
+  seven passes where NumPy alone makes twelve.
 * Cache-sized slices. The update makes seven passes; over slices of SLICE elements (256 KiB of
   float32) the five arrays of a slice stay in the core's L2 cache from the first pass to the
   last, where passes over whole parameters would stream each one through memory seven times.
-* Aligned memory. The moments and the scratch slice, which the passes write, start on a
-  cache-line boundary (`fastpath.aligned`); the moments are moved there on their first step.
+* Aligned memory. The moments of parameters long enough for BLAS and the scratch slice, which
+  the passes write, start on a cache-line boundary (`fastpath.aligned`); the moments are moved
+  there on their first step.
 * Bias corrections folded into two scalars, which saves two passes:
       lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_hat),
       step_size = lr * sqrt(1 - b2^t) / (1 - b1^t),   eps_hat = eps * sqrt(1 - b2^t).
 * Threads, for large parameters. The slices of all parameters are one list of jobs, split
-  across `fastpath.parallel`'s threads (NumPy releases the GIL inside each pass), when there
-  are enough long ones; models made of small parameters update on one thread (PARALLEL_ELEMENTS
-  says why). On a GPU each parameter is one job on whole arrays.
+  across `fastpath.parallel`'s threads (NumPy releases the GIL inside each pass), in longer
+  slices of THREADED_SLICE, when there are enough long ones; models made of small parameters
+  update on one thread (PARALLEL_ELEMENTS says why). On a GPU each parameter is one job on
+  whole arrays.
 
 benchmarks/RESULTS.md has what this is worth.
 """
