@@ -29,6 +29,7 @@ What lives here:
     elementwise.py   ReLU on those threads
     adam.py          the Adam update on all parameters at once, in cache-sized slices, in place
     blas.py          BLAS's y = a x + b y (axpby), which NumPy does not expose, for the Adam update
+    aligned.py       arrays on cache-line boundaries, for the Adam update's moments and scratch
     sparse.py        word2vec's row scatter and AdaGrad's row update on a flat view of the table
     rnn.py           a whole LSTM layer as one Function: all input projections in one matmul,
                      the recurrence on preallocated buffers, backprop through time in one loop
