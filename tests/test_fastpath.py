@@ -246,6 +246,30 @@ def test_channel_passes_on_wide_rows_equal_the_narrow_ones(threads, rows, channe
     np.testing.assert_array_equal(fast_conv.channel_rowwise(np.subtract, np.empty_like(a), strided, p), strided - p)
 
 
+@pytest.mark.parametrize("rows,channels", [(100352 // 16, 32), (7, 4), (4096, 600)])
+def test_centered_square_sums_in_one_pass(threads, rows, channels):
+    """x - mean written whole, and the column sums of its squares, the same bits on one thread
+    as on the fixture's (partial sums add in block order), on wide rows and on a non-contiguous
+    input."""
+    x = rng.standard_normal((rows, channels)) * 3 + 1
+    mean = x.mean(axis=0)
+    for a in (x, np.asfortranarray(x)):
+        results = []
+        for count in (threads, 1):
+            before = parallel.get_num_threads()
+            parallel.set_num_threads(count)
+            try:
+                centered = np.empty_like(a)
+                results.append((fast_conv.centered_square_sums(a, mean, centered), centered))
+            finally:
+                parallel.set_num_threads(before)
+        (sums, centered), (sums_2, centered_2) = results
+        np.testing.assert_array_equal(centered, a - mean)
+        np.testing.assert_allclose(sums, ((a - mean) ** 2).sum(axis=0), rtol=1e-12)
+        np.testing.assert_array_equal(sums, sums_2)
+        np.testing.assert_array_equal(centered, centered_2)
+
+
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
 def test_batch_norm_gradients_of_some_inputs_only(threads, needs):
     arrays = [rng.standard_normal((4, 3, 5, 5)), rng.standard_normal(3), rng.standard_normal(3)]

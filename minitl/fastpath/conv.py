@@ -15,9 +15,10 @@ What changes, and why:
   inside its loops.
 * Fewer passes. The conv's bias rides in its matrix product (a column of ones). Batch norm
   works on an (N*H*W, C) channels-last matrix, takes its column sums with one BLAS product,
-  never stores xhat, and evaluates its backward as one fused two-term combination per row
-  block, while the block is in cache; its per-channel passes run on rows of k pixels
-  (`channel_rowwise`), long enough that NumPy's inner loop is not mostly overhead.
+  centers the input and sums its squares in one pass (`centered_square_sums`), never stores
+  xhat, and evaluates its backward as one fused two-term combination per row block, while the
+  block is in cache; its per-channel passes run on rows of k pixels (`channel_rowwise`), long
+  enough that NumPy's inner loop is not mostly overhead.
 
 benchmarks/RESULTS.md has what each of these is worth.
 """
@@ -287,22 +288,49 @@ def from_channels_last_2d(a2, shape):
 WIDE_ROW = 512
 
 
+def rows_per_wide_row(rows, channels, *matrices):
+    """k for the (R/k, k*C) views of (R, C) matrices: a power of two that divides R with k*C near
+    WIDE_ROW, or 1 when a matrix is not contiguous (it has no such view)."""
+    if not all(a.flags.c_contiguous for a in matrices):
+        return 1
+    k = 1 << max(0, (WIDE_ROW // channels).bit_length() - 1)
+    while rows % k:
+        k //= 2
+    return k
+
+
 def channel_rowwise(fn, out, *operands):
     """parallel.rowwise(fn, out, *operands) for (R, C) matrices and per-channel (C,) vectors
     (scalars pass as they are), run on the (R/k, k*C) views of the matrices with each vector
     tiled k times: the same elements, in longer rows. k = 1 when a matrix is not contiguous."""
     rows, channels = out.shape
-    k = 1 << max(0, (WIDE_ROW // channels).bit_length() - 1)  # a power of two that divides rows
-    while rows % k:
-        k //= 2
-    matrices = [a for a in operands if getattr(a, "ndim", 0) == 2]
-    if k == 1 or not all(a.flags.c_contiguous for a in matrices + [out]):
+    k = rows_per_wide_row(rows, channels, out, *[a for a in operands if getattr(a, "ndim", 0) == 2])
+    if k == 1:
         return parallel.rowwise(fn, out, *operands)
     xp = xp_of(out)
     wide = [a.reshape(rows // k, k * channels) if getattr(a, "ndim", 0) == 2
             else xp.tile(a, k) if getattr(a, "ndim", 0) == 1 else a for a in operands]
     parallel.rowwise(fn, out.reshape(rows // k, k * channels), *wide)
     return out
+
+
+def centered_square_sums(x2, mean, centered):
+    """centered = x2 - mean, per column, and the column sums of centered**2, in one pass over
+    row blocks: each block's squares are summed while the block is still in cache, where a
+    second pass would read all of `centered` back. Partial sums add in block order."""
+    xp = xp_of(x2)
+    rows, channels = x2.shape
+    k = rows_per_wide_row(rows, channels, x2, centered)
+    x_wide, c_wide = x2.reshape(rows // k, k * channels), centered.reshape(rows // k, k * channels)
+    mean_wide = xp.tile(mean, k)
+    partials = {}
+
+    def center_block(start, stop):
+        block = xp.subtract(x_wide[start:stop], mean_wide, out=c_wide[start:stop])
+        partials[start] = xp.einsum("ij,ij->j", block, block)
+
+    parallel.parallel_for(len(x_wide), center_block, k * channels, enabled=_threads_for(x2))
+    return parallel.sum_in_block_order(partials).reshape(k, channels).sum(axis=0)
 
 
 def scale_shift(a, scale, shift, out):
@@ -334,13 +362,14 @@ class BatchNorm(Function):
         x2 = channels_last_2d(x)
         count = x2.shape[0]
         ctx.batch_stats = mean is None
+        centered = xp.empty_like(x2)
         if ctx.batch_stats:
             mean = column_sums(x2) / count
-        centered = channel_rowwise(xp.subtract, xp.empty_like(x2), x2, mean)
-        if ctx.batch_stats:
-            var = parallel.column_dots(centered, centered) / count
+            var = centered_square_sums(x2, mean, centered) / count
             if stats_out is not None:
                 stats_out.update(mean=mean, var=var, count=count)
+        else:
+            channel_rowwise(xp.subtract, centered, x2, mean)
         rstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
         out = channel_rowwise(scale_shift, xp.empty_like(centered), centered, rstd * weight, bias)
         ctx.save_for_backward(centered, rstd, weight)
