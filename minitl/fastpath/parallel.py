@@ -23,9 +23,10 @@ already): callers pass `xp_of(array) is numpy` as `enabled`.
 Threads: MINITL_NUM_THREADS, else the cores this process may use; `tl.fastpath.set_num_threads(n)`
 at run time (the benchmarks set minitl, BLAS and PyTorch to the same count). Jobs below
 MIN_ELEMENTS_PER_THREAD per thread run on the calling thread alone: handing work to another
-thread costs tens of microseconds, and about 100 on the 2-core VM of benchmarks/RESULTS.md,
-where a second thread pays from about a million float32 per pass. The reference code
-(minitl.ops, minitl.optim) never uses these threads.
+thread costs tens of microseconds, and about 100 on the 2-core VM of benchmarks/RESULTS.md
+(there a lone multiply gains from a second thread from about a million float32 on, yet inside
+the CNN's training step this threshold, 2^17 per thread, beat 2^19, 2^20 and 2^21). The
+reference code (minitl.ops, minitl.optim) never uses these threads.
 """
 from __future__ import annotations
 
