@@ -21,11 +21,13 @@ import math
 
 import numpy as np
 
+from .blas import address
+
 ALIGNMENT = 64  # bytes: one cache line, and one AVX-512 vector
 
 
 def is_aligned(a) -> bool:
-    return a.__array_interface__["data"][0] % ALIGNMENT == 0
+    return address(a) % ALIGNMENT == 0
 
 
 def empty(shape, dtype=np.float32):
@@ -35,5 +37,5 @@ def empty(shape, dtype=np.float32):
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + ALIGNMENT, np.uint8)
-    start = -raw.__array_interface__["data"][0] % ALIGNMENT
+    start = -address(raw) % ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)

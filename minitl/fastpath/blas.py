@@ -41,10 +41,15 @@ def _find(lib, letter, scalar):
     return None
 
 
+def address(a):
+    """The address of a NumPy array's first element, what a BLAS routine takes for the array."""
+    return a.ctypes.data
+
+
 def _works(fn, dtype):
     x = np.arange(1, 6, dtype=dtype)
     y = np.full(5, 2.0, dtype=dtype)
-    fn(x.size, 0.5, x.ctypes.data, 1, 3.0, y.ctypes.data, 1)
+    fn(x.size, 0.5, address(x), 1, 3.0, address(y), 1)
     return np.array_equal(y, 0.5 * np.arange(1, 6, dtype=dtype) + 6.0)
 
 
@@ -76,11 +81,6 @@ def routine(dtype):
             if _routines is None:
                 _routines = _load()
     return _routines.get(np.dtype(dtype))
-
-
-def address(a):
-    """The address of a NumPy array's first element, what a BLAS routine takes for the array."""
-    return a.ctypes.data
 
 
 def axpby(a, x, b, y, x_address=None, y_address=None):

@@ -299,6 +299,15 @@ def rows_per_wide_row(rows, channels, *matrices):
     return k
 
 
+def wide_views(k, channels, *operands):
+    """The (R/k, k*C) views of (R, C) matrices and the (C,) vectors tiled k times, to match;
+    scalars as they are."""
+    def wide(a):
+        ndim = getattr(a, "ndim", 0)
+        return a.reshape(-1, k * channels) if ndim == 2 else xp_of(a).tile(a, k) if ndim == 1 else a
+    return [wide(a) for a in operands]
+
+
 def channel_rowwise(fn, out, *operands):
     """parallel.rowwise(fn, out, *operands) for (R, C) matrices and per-channel (C,) vectors
     (scalars pass as they are), run on the (R/k, k*C) views of the matrices with each vector
@@ -307,10 +316,7 @@ def channel_rowwise(fn, out, *operands):
     k = rows_per_wide_row(rows, channels, out, *[a for a in operands if getattr(a, "ndim", 0) == 2])
     if k == 1:
         return parallel.rowwise(fn, out, *operands)
-    xp = xp_of(out)
-    wide = [a.reshape(rows // k, k * channels) if getattr(a, "ndim", 0) == 2
-            else xp.tile(a, k) if getattr(a, "ndim", 0) == 1 else a for a in operands]
-    parallel.rowwise(fn, out.reshape(rows // k, k * channels), *wide)
+    parallel.rowwise(fn, *wide_views(k, channels, out, *operands))
     return out
 
 
@@ -321,8 +327,7 @@ def centered_square_sums(x2, mean, centered):
     xp = xp_of(x2)
     rows, channels = x2.shape
     k = rows_per_wide_row(rows, channels, x2, centered)
-    x_wide, c_wide = x2.reshape(rows // k, k * channels), centered.reshape(rows // k, k * channels)
-    mean_wide = xp.tile(mean, k)
+    x_wide, c_wide, mean_wide = wide_views(k, channels, x2, centered, mean)
     partials = {}
 
     def center_block(start, stop):

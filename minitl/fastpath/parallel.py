@@ -116,6 +116,19 @@ def _run_blocks(body, blocks, block_rows, n_rows):
         _inside.active = was_inside
 
 
+def _plan(n_rows, row_size, block_elements=None, min_elements_per_thread=None):
+    """(rows per block, blocks, threads) of a job of n_rows rows of row_size elements: blocks of
+    about `block_elements`, shared by as many threads as have `min_elements_per_thread` each,
+    and by one thread inside a running body (nested jobs run serially)."""
+    row_size = max(int(row_size), 1)
+    block_rows = max(1, (block_elements or BLOCK_ELEMENTS) // row_size)
+    n_blocks = -(-n_rows // block_rows)
+    threads = min(_num_threads, n_blocks, (n_rows * row_size) // (min_elements_per_thread or MIN_ELEMENTS_PER_THREAD))
+    if getattr(_inside, "active", False):
+        threads = 1
+    return block_rows, n_blocks, threads
+
+
 def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
                  block_elements: int | None = None, min_elements_per_thread: int | None = None) -> None:
     """Call body(start, stop) over the blocks that cover range(n_rows), each thread taking the
@@ -130,11 +143,8 @@ def parallel_for(n_rows: int, body, row_size: int = 1, enabled: bool = True,
     if not enabled:  # CuPy arrays: the GPU is parallel already, one call does it all
         body(0, n_rows)
         return
-    row_size = max(int(row_size), 1)
-    block_rows = max(1, (block_elements or BLOCK_ELEMENTS) // row_size)
-    n_blocks = -(-n_rows // block_rows)
-    threads = min(_num_threads, n_blocks, (n_rows * row_size) // (min_elements_per_thread or MIN_ELEMENTS_PER_THREAD))
-    if threads <= 1 or getattr(_inside, "active", False):  # small, or nested in a running body
+    block_rows, n_blocks, threads = _plan(n_rows, row_size, block_elements, min_elements_per_thread)
+    if threads <= 1:  # small, or nested in a running body
         _run_blocks(body, iter(range(n_blocks)), block_rows, n_rows)
         return
     # Blocks go to whichever thread is free (next() on a shared iterator is atomic under the
@@ -162,15 +172,18 @@ def rowwise(fn, out, *operands):
     """out = fn(*operands, out=out), computed block by block along axis 0 on all threads.
     `fn` is a ufunc (np.maximum, np.multiply, ...) or any function with the same `out=`
     convention that treats rows independently. Returns `out`."""
-    if out.ndim == 0 or not _worth_splitting(out):  # one call, without the blocks' Python around it
+    n = out.shape[0] if out.ndim else 0
+    # A job no second thread would share (a ReLU over a batch of 128 by 512) is one call: in a
+    # training step, just after a matrix product has swept the caches, the Python that cuts
+    # blocks costs 10-20 us, as much as the pass itself.
+    if not n or not _splittable(out) or _plan(n, out.size // n)[2] <= 1:
         fn(*operands, out=out)
         return out
-    n = out.shape[0]
 
     def body(start, stop):
         fn(*(_rows_of(op, n, out.ndim, start, stop) for op in operands), out=out[start:stop])
 
-    parallel_for(n, body, out.size // max(n, 1), enabled=_splittable(out))
+    parallel_for(n, body, out.size // n)
     return out
 
 
@@ -209,11 +222,3 @@ def sum_in_block_order(partials):
 
 def _splittable(array) -> bool:
     return type(array) is np.ndarray
-
-
-def _worth_splitting(out) -> bool:
-    """Whether parallel_for could give `out` to more than one thread. A smaller job (a ReLU over
-    a batch of 128 by 512) runs as one call: in a training step, just after a matrix product has
-    swept the caches, the Python that cuts blocks costs 10-20 us, as much as the pass itself."""
-    return (_splittable(out) and _num_threads > 1 and out.size >= 2 * MIN_ELEMENTS_PER_THREAD
-            and not getattr(_inside, "active", False))
