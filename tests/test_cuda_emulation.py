@@ -400,6 +400,19 @@ probe(const float* x, float* y, int n, long long scale, int mode)
 """
 
 
+@not_in_sanitize_pass
+def test_the_header_leaves_the_standard_library_alone(tmp_path):
+    """cuda_emu.h defines CUDA's qualifiers as macros; none may clash with a name libstdc++
+    uses after it (a __noinline__ macro broke GCC 13's <deque>, on the lent GPU machine)."""
+    headers = ["algorithm", "atomic", "condition_variable", "deque", "functional", "memory", "mutex",
+               "string", "thread", "unordered_map", "vector"]
+    unit = tmp_path / "unit.cpp"
+    unit.write_text('#include "cuda_emu.h"\n' + "".join(f"#include <{h}>\n" for h in headers))
+    proc = subprocess.run([emulation.compiler(), "-std=c++17", "-fsyntax-only", f"-I{Path(emulation.__file__).parent}",
+                           str(unit)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory):
     path = tmp_path_factory.mktemp("probe") / "probe.cu"

@@ -60,7 +60,9 @@ inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
-#define __noinline__ __attribute__((noinline))
+// No __noinline__: the kernels do not use it, and libstdc++ (GCC 12 and later) spells the
+// attribute __attribute__((__noinline__)), which such a macro breaks in any standard header
+// included after this one.
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // Every __shared__ variable lands in this section; runtime.cpp poisons it before each block.
