@@ -21,6 +21,7 @@ NumPy arrays (see ``emulation/``).  Lesson 12 walks through the matmul ladder;
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy
@@ -44,7 +45,13 @@ MATMUL_KERNELS = {
 _MAX_GRID_YZ = 65535        # CUDA's limit on gridDim.y and gridDim.z
 _MAX_INT = 2**31 - 1        # the kernels take sizes as int
 # Split-K (warptile only): a product whose C has fewer tiles than half the GPU's
-# multiprocessors is cut along K into slices of at least this many values.
+# multiprocessors, and whose K is at least _SPLIT_K_MIN_K, is cut along K into slices of at
+# least _SPLIT_K_MIN_SLICE values.  On an H200 (benchmarks/RESULTS.md, 2026-11-30) the split
+# lost at every K up to 784 (128x784x512: 0.12 of cuBLAS against 0.22 in one pass; 4096x256x256
+# 0.18 against 0.50): its extra launches and the sum of the slices cost more than the few
+# busy multiprocessors of one pass.  From K = 4096 on it won (128x8192x512: 0.33 against 0.04;
+# 64x65536x64: 0.27 against 0.00).  2048 lies between; it was not measured.
+_SPLIT_K_MIN_K = 2048
 _SPLIT_K_MIN_SLICE = 64
 _WARPTILE_BK = 8            # WT_BK in matmul.cu: slices of K are multiples of it
 _EMULATED_MULTIPROCESSORS = 132  # what the CPU emulation reports (an H100 / H200)
@@ -165,6 +172,9 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel:
     # gridDim.y counts row tiles and may not pass 65535 (8.4M rows for warptile, which
     # im2col reaches): launch the rows in slices of that many tiles, the pointers moved on.
     rows_per_launch = _MAX_GRID_YZ * tile_m
+    if m <= rows_per_launch:  # nearly always: no views to make (each costs microseconds of host time)
+        launch(a, b, out, m, n, k, stride_a, stride_b, m * n, batch)
+        return out
     c = out.reshape(batch, m, n)
     for row0 in range(0, m, rows_per_launch):
         rows = min(rows_per_launch, m - row0)
@@ -203,17 +213,26 @@ class _SgemmLaunch:
 def _multiprocessors(cp) -> int:
     if cp is numpy:
         return _EMULATED_MULTIPROCESSORS
-    return cp.cuda.Device().attributes["MultiProcessorCount"]
+    return _device_multiprocessors(cp.cuda.runtime.getDevice())
+
+
+@functools.lru_cache(maxsize=None)
+def _device_multiprocessors(device_id: int) -> int:
+    # Asked once per device: CuPy's Device.attributes reads every attribute the driver has.
+    import cupy
+
+    return cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
 
 
 def _k_splits(k: int, tiles: int, multiprocessors: int) -> int:
     """Into how many slices of K to cut a product whose C has `tiles` tiles (1: no split).
 
-    A model-sized product such as 128x784 @ 784x512 has 4 tiles of 128 x 128: 4 busy
-    multiprocessors out of 132.  Cut K into s slices, each a product of its own, and
-    s * tiles blocks run at once; the slices' results are then summed.
+    A product such as 128x8192 @ 8192x512 has 4 tiles of 128 x 128: 4 busy multiprocessors
+    out of 132, each looping over all of K.  Cut K into s slices, each a product of its own,
+    and s * tiles blocks run at once; the slices' results are then summed.  Short K is left
+    whole: there the extra launches cost more than the idle multiprocessors.
     """
-    if tiles * 2 > multiprocessors:
+    if tiles * 2 > multiprocessors or k < _SPLIT_K_MIN_K:
         return 1
     return max(1, min(-(-multiprocessors // tiles), k // _SPLIT_K_MIN_SLICE))
 
@@ -249,7 +268,7 @@ def _int_types():
 
 def _rows_view(cp, x, axis: int):
     """x with `axis` moved last, C-contiguous, as (array, rows, cols)."""
-    moved = cp.ascontiguousarray(cp.moveaxis(x, axis, -1))
+    moved = cp.ascontiguousarray(x if axis == x.ndim - 1 else cp.moveaxis(x, axis, -1))
     cols = moved.shape[-1] if moved.ndim else 1
     return moved, (moved.size // cols if cols else 0), cols
 
@@ -268,9 +287,11 @@ def softmax_launch(direction: str, rows: int, cols: int):
     direction: "forward" or "backward".  lanes is the extra argument of the *_warp kernels
     (lanes per row), None for the *_block ones.
     """
-    if cols <= 128:   # rows share a warp: 4 values per lane, as few lanes as hold the row
-        lanes = _pow2_at_least(-(-cols // 4))
-        return f"softmax_{direction}_warp4", (-(-rows // (128 // lanes)),), (128,), lanes
+    if cols <= 128:   # rows share a warp: as few lanes as hold the row, 8 values per lane
+        # forward, 4 backward (which loads two arrays): the same loads in flight per thread
+        values = 8 if direction == "forward" else 4
+        lanes = _pow2_at_least(-(-cols // values))
+        return f"softmax_{direction}_warp{values}", (-(-rows // (128 // lanes)),), (128,), lanes
     if cols <= 1024:  # a warp per row, as many values per lane as the row needs
         values = next(v for v in (8, 16, 32) if cols <= 32 * v)
         return f"softmax_{direction}_warp{values if values < 32 else ''}", (-(-rows // 4),), (128,), 32

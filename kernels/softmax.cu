@@ -17,9 +17,10 @@
 // any).  Three layouts of the work, by row length:
 //
 //   *_warp<V>   rows of up to 1024: a group of `lanes` lanes per row, V values per lane
-//               (V = 4, 8, 16 or 32, the name's suffix; plain _warp is V = 32).  Rows of
-//               128 or fewer share a warp: 4 values per lane and as few lanes as hold the
-//               row, so a 32-value row takes 8 lanes and a warp does 4 rows at once.
+//               (V = 4 (backward only), 8, 16 or 32, the name's suffix; plain _warp is 32).  Rows of
+//               128 or fewer share a warp: 8 values per lane forward, 4 backward, and as
+//               few lanes as hold the row, so forward a 32-value row takes 4 lanes and a
+//               warp does 8 rows at once.
 //               Launch: block 128, grid ceil(rows / (128 / lanes)).
 //   *_block<P>  rows longer than 1024, up to blockDim * P (P = 8, 16, 32 values per
 //               thread): one block per row, held in registers across the block.
@@ -154,10 +155,34 @@ __device__ __forceinline__ bool aligned16(const void* p)
     return (reinterpret_cast<unsigned long long>(p) & 15) == 0;
 }
 
-// The output of one value: softmax or log-softmax of v, given the row's m, 1/s, log(s).
+// The output of one value x of the row: softmax or log-softmax, given the row's m, 1/s,
+// log(s).  For the streaming kernel, which reads x again to write the output.
 __device__ __forceinline__ float softmax_value(float v, float m, float inv_s, float log_s, int log_softmax)
 {
     return log_softmax ? v - m - log_s : exp_shifted(v, m) * inv_s;
+}
+
+// The sum of exp(v - m) over a thread's values.  For softmax each value is replaced by its
+// exp(v - m), which the output then only scales by 1/s: one exp per value, not two (the
+// exps cost about as much time as the memory traffic at small row lengths).  Log-softmax
+// keeps v, since its output is v - m - log(s).
+template <int N>
+__device__ __forceinline__ float sum_exp_shifted(float (&v)[N], float m, int log_softmax)
+{
+    float s = 0.0f;
+    #pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const float e = exp_shifted(v[i], m);
+        s += e;
+        if (!log_softmax) v[i] = e;
+    }
+    return s;
+}
+
+// The output of a value after sum_exp_shifted: exp(v - m) / s, or v - m - log(s).
+__device__ __forceinline__ float scaled_value(float v, float m, float inv_s, float log_s, int log_softmax)
+{
+    return log_softmax ? v - m - log_s : v * inv_s;
 }
 
 // The softmax-backward value of one element, given the row's sum (see the top).
@@ -196,16 +221,13 @@ __device__ __forceinline__ void softmax_forward_rows(const float* __restrict__ x
     #pragma unroll
     for (int i = 0; i < V; ++i) m = fmaxf(m, v[i]);
     m = group_max(m, mask, lanes);
-    float s = 0.0f;
-    #pragma unroll
-    for (int i = 0; i < V; ++i) s += exp_shifted(v[i], m);
-    s = group_sum(s, mask, lanes);
+    const float s = group_sum(sum_exp_shifted<V>(v, m, log_softmax), mask, lanes);
 
     const float inv_s = 1.0f / s, log_s = logf(s);
     #pragma unroll
     for (int i = 0; i < V; ++i) {
         const int c = lane + i * lanes;
-        if (c < cols) yr[c] = softmax_value(v[i], m, inv_s, log_s, log_softmax);
+        if (c < cols) yr[c] = scaled_value(v[i], m, inv_s, log_s, log_softmax);
     }
 }
 
@@ -244,27 +266,35 @@ __device__ __forceinline__ void softmax_backward_rows(const float* __restrict__ 
     }
 }
 
-// The entry points, one per V.  Only the 4-value kernels read `lanes`, for rows of up to
-// 128; the others take a whole warp per row, and a group size known to the compiler
-// turns every slot's address into a constant offset instead of a register.
-#define SOFTMAX_WARP_KERNELS(FORWARD, BACKWARD, V, LANES)                                            \
-    extern "C" __global__ void __launch_bounds__(128)                                                \
-    FORWARD(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax, \
-            int lanes)                                                                               \
-    {                                                                                                \
-        softmax_forward_rows<V>(x, y, rows, cols, log_softmax, LANES);                               \
-    }                                                                                                \
-    extern "C" __global__ void __launch_bounds__(128)                                                \
-    BACKWARD(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx,      \
-             int rows, int cols, int log_softmax, int lanes)                                         \
-    {                                                                                                \
-        softmax_backward_rows<V>(y, dy, dx, rows, cols, log_softmax, LANES);                         \
+// The entry points, one per V and direction.  Rows of up to 128 share a warp, so their
+// kernels read `lanes`: the forward keeps 8 values per lane, the backward 4 of y and 4 of
+// dy, the same 8 loads in flight per thread (with 4 values the forward reached 0.58-0.66
+// of copy bandwidth on an H200, with 8 0.82).  The 8-value kernels also serve rows of up to
+// 256 with lanes = 32.  The 16- and 32-value ones take a whole warp per row, and a group
+// size known to the compiler turns every slot's address into a constant offset instead
+// of a register.
+#define SOFTMAX_WARP_FORWARD(NAME, V, LANES)                                                      \
+    extern "C" __global__ void __launch_bounds__(128)                                             \
+    NAME(const float* __restrict__ x, float* __restrict__ y, int rows, int cols, int log_softmax, \
+         int lanes)                                                                               \
+    {                                                                                             \
+        softmax_forward_rows<V>(x, y, rows, cols, log_softmax, LANES);                            \
+    }
+#define SOFTMAX_WARP_BACKWARD(NAME, V, LANES)                                                     \
+    extern "C" __global__ void __launch_bounds__(128)                                             \
+    NAME(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx,        \
+         int rows, int cols, int log_softmax, int lanes)                                          \
+    {                                                                                             \
+        softmax_backward_rows<V>(y, dy, dx, rows, cols, log_softmax, LANES);                      \
     }
 
-SOFTMAX_WARP_KERNELS(softmax_forward_warp4, softmax_backward_warp4, 4, lanes)
-SOFTMAX_WARP_KERNELS(softmax_forward_warp8, softmax_backward_warp8, 8, WARP)
-SOFTMAX_WARP_KERNELS(softmax_forward_warp16, softmax_backward_warp16, 16, WARP)
-SOFTMAX_WARP_KERNELS(softmax_forward_warp, softmax_backward_warp, 32, WARP)
+SOFTMAX_WARP_FORWARD(softmax_forward_warp8, 8, lanes)
+SOFTMAX_WARP_FORWARD(softmax_forward_warp16, 16, WARP)
+SOFTMAX_WARP_FORWARD(softmax_forward_warp, 32, WARP)
+SOFTMAX_WARP_BACKWARD(softmax_backward_warp4, 4, lanes)
+SOFTMAX_WARP_BACKWARD(softmax_backward_warp8, 8, lanes)
+SOFTMAX_WARP_BACKWARD(softmax_backward_warp16, 16, WARP)
+SOFTMAX_WARP_BACKWARD(softmax_backward_warp, 32, WARP)
 
 
 // ---------------------------------------------------------------------------------
@@ -328,13 +358,10 @@ __device__ __forceinline__ void softmax_forward_row_in_registers(const float* __
     #pragma unroll
     for (int k = 0; k < P; ++k) m = fmaxf(m, v[k]);
     m = block_max(m);
-    float s = 0.0f;
-    #pragma unroll
-    for (int k = 0; k < P; ++k) s += exp_shifted(v[k], m);
-    s = block_sum(s);
+    const float s = block_sum(sum_exp_shifted<P>(v, m, log_softmax));
     const float inv_s = 1.0f / s, log_s = logf(s);
     #pragma unroll
-    for (int k = 0; k < P; ++k) v[k] = softmax_value(v[k], m, inv_s, log_s, log_softmax);
+    for (int k = 0; k < P; ++k) v[k] = scaled_value(v[k], m, inv_s, log_s, log_softmax);
     store_row<P>(yr, v, cols, vec);
 }
 

@@ -161,8 +161,10 @@ if SANITIZE_PASS:
 
 @pytest.mark.parametrize("m,k,n", SPLIT_K_SHAPES)
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES, ids=["nn", "nt", "tn", "tt"])
-def test_matmul_split_k(emu, m, k, n, trans_a, trans_b):
-    """Model-sized products are cut along K (a batch of slices plus the last one), then summed."""
+def test_matmul_split_k(emu, monkeypatch, m, k, n, trans_a, trans_b):
+    """Products of few tiles are cut along K (a batch of slices plus the last one), then summed.
+    On a GPU only from K = 2048 on; here on shorter K, which takes the emulation seconds, not minutes."""
+    monkeypatch.setattr(kernels, "_SPLIT_K_MIN_K", 64)
     assert kernels._k_splits(k, -(-m // 128) * -(-n // 128), kernels._EMULATED_MULTIPROCESSORS) > 1
     out, ref = run_matmul(np.random.default_rng(k), "warptile", trans_a, trans_b, (), (), m, k, n, (1, 3, 2))
     assert rel_error(out, ref) < REL_TOL
@@ -179,10 +181,13 @@ def test_matmul_warptile_without_split_k(emu, monkeypatch, m, k, n, trans_a, tra
 
 
 def test_k_splits_only_for_products_that_leave_the_gpu_idle():
-    assert kernels._k_splits(784, 4, 132) == 12          # 128x784x512: 4 tiles
+    assert kernels._k_splits(8192, 4, 132) == 33         # 128x8192x512: 4 tiles, 33 slices of 256
+    assert kernels._k_splits(65536, 1, 132) == 132       # 64x65536x64: one tile
+    assert kernels._k_splits(2048, 4, 132) == 32         # K = 2048 is cut, slices of 64
+    assert kernels._k_splits(2047, 4, 132) == 1          # shorter K is not (measured slower below 784)
+    assert kernels._k_splits(784, 4, 132) == 1           # 128x784x512: one pass
     assert kernels._k_splits(4096, 32 * 32, 132) == 1    # 4096^3: 1024 tiles
-    assert kernels._k_splits(100, 4, 132) == 1           # K too short to cut
-    assert kernels._k_splits(256, 70, 132) == 1          # half the GPU busy already
+    assert kernels._k_splits(4096, 70, 132) == 1         # half the GPU busy already
 
 
 @not_in_sanitize_pass
@@ -331,8 +336,11 @@ def test_every_kernel_is_reached():
 
 @not_in_sanitize_pass
 def test_softmax_launch_plans():
-    assert kernels.softmax_launch("forward", 1000, 7) == ("softmax_forward_warp4", (16,), (128,), 2)
-    assert kernels.softmax_launch("forward", 10, 128) == ("softmax_forward_warp4", (3,), (128,), 32)
+    assert kernels.softmax_launch("forward", 1000, 7) == ("softmax_forward_warp8", (8,), (128,), 1)
+    assert kernels.softmax_launch("backward", 1000, 7) == ("softmax_backward_warp4", (16,), (128,), 2)
+    assert kernels.softmax_launch("forward", 10, 128) == ("softmax_forward_warp8", (2,), (128,), 16)
+    assert kernels.softmax_launch("backward", 10, 128) == ("softmax_backward_warp4", (3,), (128,), 32)
+    assert kernels.softmax_launch("forward", 10, 129) == ("softmax_forward_warp8", (3,), (128,), 32)
     assert kernels.softmax_launch("backward", 10, 129) == ("softmax_backward_warp8", (3,), (128,), 32)
     assert kernels.softmax_launch("forward", 10, 1024) == ("softmax_forward_warp", (3,), (128,), 32)
     assert kernels.softmax_launch("forward", 10, 1025) == ("softmax_forward_block8", (10,), (160,), None)
@@ -559,7 +567,7 @@ def test_the_cu_files_hold_the_lesson_exercises():
 
 STUB_REACH = {  # exercise -> (a kernel that reaches the stub, one that does not)
     "gpu.sgemm_tiled": ("sgemm_tiled", "sgemm_warptile_nn"),
-    "gpu.softmax_warp_sum": ("softmax_forward_warp4", "softmax_forward_block"),
+    "gpu.softmax_warp_sum": ("softmax_forward_warp8", "softmax_forward_block"),
 }
 
 
