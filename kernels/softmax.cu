@@ -17,10 +17,10 @@
 // any).  Three layouts of the work, by row length:
 //
 //   *_warp<V>   rows of up to 1024: a group of `lanes` lanes per row, V values per lane
-//               (V = 4 (backward only), 8, 16 or 32, the name's suffix; plain _warp is 32).  Rows of
-//               128 or fewer share a warp: 8 values per lane forward, 4 backward, and as
-//               few lanes as hold the row, so forward a 32-value row takes 4 lanes and a
-//               warp does 8 rows at once.
+//               (V = 4 (backward only), 8, 16 or 32, the name's suffix; plain _warp is
+//               V = 32).  Rows of 128 or fewer share a warp: 8 values per lane forward,
+//               4 backward, and as few lanes as hold the row, so forward a 32-value row
+//               takes 4 lanes and a warp does 8 rows at once.
 //               Launch: block 128, grid ceil(rows / (128 / lanes)).
 //   *_block<P>  rows longer than 1024, up to blockDim * P (P = 8, 16, 32 values per
 //               thread): one block per row, held in registers across the block.
@@ -163,9 +163,8 @@ __device__ __forceinline__ float softmax_value(float v, float m, float inv_s, fl
 }
 
 // The sum of exp(v - m) over a thread's values.  For softmax each value is replaced by its
-// exp(v - m), which the output then only scales by 1/s: one exp per value, not two (the
-// exps cost about as much time as the memory traffic at small row lengths).  Log-softmax
-// keeps v, since its output is v - m - log(s).
+// exp(v - m), which the output then only scales by 1/s: one exp per value, not two.
+// Log-softmax keeps v, since its output is v - m - log(s).
 template <int N>
 __device__ __forceinline__ float sum_exp_shifted(float (&v)[N], float m, int log_softmax)
 {
