@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu_check.sh [REPO]: one run on a lent GPU machine with CuPy (about 4-6 minutes on an H200):
+# gpu_check.sh [REPO]: one run on a lent GPU machine with CuPy (about 2 minutes on an H200):
 # LOGS=DIR keeps the sanitizer logs there.
 # the GPU tests; compute-sanitizer memcheck on small shapes (if installed); every kernel against
 # float64 cuBLAS on awkward shapes (misaligned operands, K=0, batch > 65535, -inf rows); register
