@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gpu_session.sh: what a session lent a GPU runs first, in one device call: 3-5 minutes on
-# an H200 (2026-11-30: gpu_check.sh with memcheck 140 s, the emulation's tests 30 s), machine
-# start not counted; the training bench not yet timed). Logs go to $OUT, else ./gpu_logs.
+# an H200 (2026-11-30: gpu_check.sh with memcheck 140 s, the emulation's tests 30 s, the
+# training bench not yet timed), machine start not counted. Logs go to $OUT, else ./gpu_logs.
 #   1. minitl from this checkout (its __init__ finds kernels/ beside it; the machine is offline,
 #      and pip's editable install would fetch setuptools);
 #   2. the GPU tests outside the kernels' own files (attention, LSTM, tensor on 'cuda'), and the
