@@ -172,20 +172,19 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, out=None, kernel:
     # gridDim.y counts row tiles and may not pass 65535 (8.4M rows for warptile, which
     # im2col reaches): launch the rows in slices of that many tiles, the pointers moved on.
     rows_per_launch = _MAX_GRID_YZ * tile_m
-    if m <= rows_per_launch:  # nearly always: no views to make (each costs microseconds of host time)
-        launch(a, b, out, m, n, k, stride_a, stride_b, m * n, batch)
-        return out
-    c = out.reshape(batch, m, n)
     for row0 in range(0, m, rows_per_launch):
         rows = min(rows_per_launch, m - row0)
-        launch(_rows(a, trans_a, row0, rows), b, c[:, row0:row0 + rows], rows, n, k,
+        launch(_rows(a, trans_a, row0, rows, m), b, _rows(out, False, row0, rows, m), rows, n, k,
                stride_a, stride_b, m * n, batch)
     return out
 
 
-def _rows(a, trans_a: bool, start: int, count: int):
-    """Rows start.. of op(a) (columns of a, when transposed): a view, for its data pointer."""
-    return a[..., :, start:start + count] if trans_a else a[..., start:start + count, :]
+def _rows(x, trans: bool, start: int, count: int, total: int):
+    """Rows start.. of op(x) (columns of x, when transposed): a view, for its data pointer; x
+    itself when that is all `total` rows, as nearly always (a view costs microseconds of host time)."""
+    if count == total:
+        return x
+    return x[..., :, start:start + count] if trans else x[..., start:start + count, :]
 
 
 def _k_slice(x, trans: bool, is_a: bool, start: int):

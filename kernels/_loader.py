@@ -102,7 +102,7 @@ def get_function(name: str, kernel: str, options: tuple[str, ...] = ("--std=c++1
     # Every launch asks for its kernel, so this path is kept short: a stat of the file
     # (about a microsecond) instead of reading and parsing it (about 40 us).
     version = _path(name).stat().st_mtime_ns
-    return _function(name, kernel, cupy.cuda.Device().id, tuple(options), version)
+    return _function(name, kernel, cupy.cuda.runtime.getDevice(), tuple(options), version)
 
 
 # ----------------------------------------------------------------------------- exercise stubs
