@@ -88,13 +88,13 @@ def col2im(dcols, x_shape, kernel, stride, padding, out_hw):
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_hw
     dpatches = dcols.reshape(c, kh, kw, n, ho, wo)
-    dx_pad = xp_of(dcols).zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dcols.dtype)
+    # (C, N, ...) like the rows of dcols, so that each slice-add reads and writes in one order
+    dx_pad = xp_of(dcols).zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dcols.dtype)
     for i in range(kh):
         for j in range(kw):
             # the window at (y, x) read pixel (sh*y + i, sw*x + j) at offset (i, j)
-            dx_pad[:, :, window_positions(i, sh, ho), window_positions(j, sw, wo)] += \
-                dpatches[:, i, j].transpose(1, 0, 2, 3)
-    return dx_pad[:, :, ph:ph + h, pw:pw + w]
+            dx_pad[:, :, window_positions(i, sh, ho), window_positions(j, sw, wo)] += dpatches[:, i, j]
+    return dx_pad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)  # (N, C, H, W), a view
 
 
 class Conv2d(Function):
@@ -115,8 +115,9 @@ class Conv2d(Function):
         ctx.save_for_backward(cols, w_mat)
         ctx.geometry = (x.shape, weight.shape, stride, padding, (ho, wo))
         ctx.has_bias = bias is not None
-        out = out.reshape(-1, x.shape[0], ho, wo).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo)
-        return xp_of(out).ascontiguousarray(out)  # plain NCHW memory, the order the next layers read
+        # (N, O, Ho, Wo) as a view of the (O, N, Ho, Wo) product: element-wise ops downstream keep
+        # that memory order, and backward's g below is then a free reshape
+        return out.reshape(-1, x.shape[0], ho, wo).transpose(1, 0, 2, 3)
 
     @staticmethod
     def backward(ctx, grad):
@@ -162,8 +163,8 @@ class MaxPool2d(Function):
         win = windows(x, (kh, kw), stride, axes=(2, 3))  # (N, C, Ho, Wo, kh, kw), a view
         # visit the kh*kw offsets of every window at once, keeping the largest value so far and
         # its offset i*kw + j (in a byte or two: less to write and read back than int64)
-        out = win[..., 0, 0].copy()  # offset 0 starts the running maximum
-        arg = xp.zeros(win.shape[:4], dtype=np.min_scalar_type(kh * kw - 1))
+        out = xp.copy(win[..., 0, 0])  # offset 0 starts the running maximum (in x's memory order)
+        arg = xp.zeros_like(out, dtype=np.min_scalar_type(kh * kw - 1))
         for offset in range(1, kh * kw):
             value = win[..., offset // kw, offset % kw]
             # offsets only grow, so this makes arg the offset of the last strictly larger value:
@@ -178,7 +179,7 @@ class MaxPool2d(Function):
         (arg,) = ctx.saved_tensors
         padded_shape, (kh, kw), (sh, sw), padding = ctx.geometry
         ho, wo = grad.shape[2:]
-        dx = xp_of(grad).zeros(padded_shape, dtype=grad.dtype)
+        dx = xp_of(grad).zeros_like(grad, shape=padded_shape)  # in grad's memory order
         # BEGIN EXERCISE vision.maxpool_backward
         # hint: for each offset (i, j): window (y, x) read pixel (sh*y + i, sw*x + j) (window_positions); add grad * (arg == i*kw + j) there (windows overlap: add); crop_padding(dx, padding)
         for i in range(kh):
